@@ -1,0 +1,82 @@
+"""One Settings class for every o2c process (API, worker, CLI, dev runner).
+
+Values come from ``O2C_*`` environment variables; the README lists each one. Settings are
+built once at a composition root and passed explicitly, never read as import-time globals.
+"""
+
+from __future__ import annotations
+
+import secrets
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TASK_QUEUE = "o2c"
+
+
+class Settings(BaseSettings):
+    """Runtime configuration; ``O2C_`` prefix, empty variables ignored."""
+
+    model_config = SettingsConfigDict(env_prefix="O2C_", env_ignore_empty=True, extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Path(".o2c")
+    database_url: str | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    temporal_address: str | None = None
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+    temporal_namespace: str = "default"
+    task_queue: str = TASK_QUEUE
+    admin_key: str | None = None
+    sandbox: bool = False
+    smtp_url: str | None = None
+    smtp_sink_port: int = 8025
+    mail_from: str = "billing@o2c.local"
+    approval_discount: Decimal = Decimal("0.20")
+    public_url: str | None = None
+    otel_exporter: Literal["none", "console", "otlp"] = "none"
+    otel_endpoint: str | None = None
+    log_level: str = "INFO"
+    worker_max_cached_workflows: int = Field(default=1000, ge=1)
+    worker_max_concurrent_activities: int = Field(default=200, ge=1)
+    worker_max_concurrent_local_activities: int = Field(default=200, ge=1)
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment == "production":
+            if self.sandbox:
+                raise ValueError("O2C_SANDBOX must be off in production")
+            if self.admin_key is not None and len(self.admin_key) < 24:
+                raise ValueError("O2C_ADMIN_KEY must be at least 24 characters in production")
+        return self
+
+    @property
+    def db_url(self) -> str:
+        """The SQLAlchemy URL: ``O2C_DATABASE_URL`` or SQLite in the data folder."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'o2c.db').resolve()}"
+
+    @property
+    def temporal_target(self) -> str:
+        """Where clients connect: an existing Temporal, or the dev server we start."""
+        return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+    @property
+    def temporal_ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.temporal_ui_port}"
+
+    @property
+    def smtp_target(self) -> str:
+        """``O2C_SMTP_URL`` or the local sink's address."""
+        return self.smtp_url or f"smtp://127.0.0.1:{self.smtp_sink_port}"
+
+
+def generate_admin_key() -> str:
+    """A fresh bootstrap admin key (printed by ``make run`` when none is set)."""
+    return "o2c_admin_" + secrets.token_urlsafe(24)

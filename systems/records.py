@@ -1,0 +1,353 @@
+"""Business records as they cross the ports and the HTTP API (pydantic, no tables).
+
+``…Create`` models are what a client sends; the bare names are what the systems return and
+the API answers with. Amounts are ``Amount`` (Decimal in, decimal string out).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+
+from domain.invoicing import InvoiceLine
+from domain.money import Amount, check_currency
+
+T = TypeVar("T")
+
+Role = Literal["viewer", "client", "operator", "admin"]
+ROLES: tuple[Role, ...] = ("viewer", "client", "operator", "admin")
+ProductKind = Literal["physical", "service", "third_party"]
+FaultMode = Literal["ok", "down", "slow"]
+SystemName = Literal["erp", "payments", "notifications"]
+
+
+class Strict(BaseModel):
+    """Client input: unknown fields are refused so typos do not pass silently."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _currency(value: str) -> str:
+    try:
+        return check_currency(value)
+    except Exception as exc:
+        raise ValueError(str(exc)) from exc
+
+
+# --- customers --------------------------------------------------------------------------
+
+
+class CustomerCreate(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    email: EmailStr
+    currency: str
+    credit_limit: Amount = Field(ge=0)
+    payment_terms_days: int = Field(default=30, ge=0, le=365)
+    billing_day: int = Field(default=1, ge=1, le=28)
+    tax_rate: Amount = Field(default=Decimal("0"), ge=0, lt=1)
+    partner_id: str | None = None
+    test_clock_id: str | None = None
+
+    _cur = field_validator("currency")(_currency)
+
+
+class Account(BaseModel):
+    open_ar: Amount
+    overdue: Amount
+    credit_available: Amount
+
+
+class Customer(BaseModel):
+    id: str
+    name: str
+    email: str
+    currency: str
+    credit_limit: Amount
+    payment_terms_days: int
+    billing_day: int
+    tax_rate: Amount
+    partner_id: str | None = None
+    test_clock_id: str | None = None
+    created_at: datetime
+    account: Account | None = None
+
+
+class PaymentMethodCreate(Strict):
+    card_number: str = Field(min_length=12, max_length=19, pattern=r"^[0-9 ]+$")
+    exp_month: int = Field(ge=1, le=12)
+    exp_year: int = Field(ge=2000, le=2100)
+    cvc: str = Field(min_length=3, max_length=4, pattern=r"^[0-9]+$")
+
+
+class PaymentMethod(BaseModel):
+    id: str
+    customer_id: str
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+    is_default: bool = True
+    created_at: datetime
+
+
+class PriceItem(Strict):
+    sku: str | None = None
+    plan_code: str | None = None
+    unit_price: Amount = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _one_key(self) -> PriceItem:
+        if (self.sku is None) == (self.plan_code is None):
+            raise ValueError("give exactly one of sku or plan_code")
+        return self
+
+
+class PriceBook(Strict):
+    items: list[PriceItem] = Field(max_length=1000)
+
+
+# --- catalog -----------------------------------------------------------------------------
+
+
+class ProductCreate(Strict):
+    sku: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    name: str = Field(min_length=1, max_length=200)
+    kind: ProductKind
+    unit_price: Amount = Field(ge=0)
+    currency: str
+    stock: int | None = Field(default=None, ge=0)
+    vendor: str | None = None
+
+    _cur = field_validator("currency")(_currency)
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> ProductCreate:
+        if self.kind != "physical" and self.stock is not None:
+            raise ValueError("stock applies to physical products only")
+        if self.kind == "third_party" and not self.vendor:
+            raise ValueError("third_party products need a vendor")
+        return self
+
+
+class Product(BaseModel):
+    sku: str
+    id: str
+    name: str
+    kind: ProductKind
+    unit_price: Amount
+    currency: str
+    vendor: str | None = None
+    created_at: datetime
+
+
+class Tier(Strict):
+    up_to: int | None = Field(default=None, gt=0)
+    unit_price: Amount = Field(ge=0)
+    flat_fee: Amount = Field(default=Decimal("0"), ge=0)
+
+
+class UsageCharge(Strict):
+    metric: str = Field(min_length=1, max_length=64)
+    model: Literal["per_unit", "graduated", "volume", "package"]
+    unit_price: Amount | None = Field(default=None, ge=0)
+    package_size: int | None = Field(default=None, gt=0)
+    tiers: list[Tier] | None = None
+
+    @model_validator(mode="after")
+    def _model_fields(self) -> UsageCharge:
+        if self.model in ("per_unit", "package") and self.unit_price is None:
+            raise ValueError(f"{self.model} needs unit_price")
+        if self.model == "package" and self.package_size is None:
+            raise ValueError("package needs package_size")
+        if self.model in ("graduated", "volume"):
+            if not self.tiers:
+                raise ValueError(f"{self.model} needs tiers")
+            bounds = [t.up_to for t in self.tiers]
+            if bounds[-1] is not None or any(b is None for b in bounds[:-1]):
+                raise ValueError("only the last tier may (and must) have up_to null")
+            finite = [b for b in bounds if b is not None]
+            if finite != sorted(set(finite)):
+                raise ValueError("tiers must ascend by up_to")
+        return self
+
+
+class PlanCreate(Strict):
+    code: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    name: str = Field(min_length=1, max_length=200)
+    currency: str
+    interval: Literal["month", "year"]
+    price: Amount = Field(ge=0)
+    trial_days: int = Field(default=0, ge=0, le=730)
+    usage: list[UsageCharge] = Field(default_factory=list)
+
+    _cur = field_validator("currency")(_currency)
+
+
+class Plan(BaseModel):
+    id: str
+    code: str
+    name: str
+    currency: str
+    interval: Literal["month", "year"]
+    price: Amount
+    trial_days: int
+    usage: list[UsageCharge]
+    created_at: datetime
+
+
+class Agreement(Strict):
+    kind: Literal["revenue_share", "commission"]
+    rate: Amount = Field(ge=0, le=1)
+    basis: Literal["collected", "billed"]
+
+
+class PartnerCreate(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    email: EmailStr
+    agreement: Agreement
+
+
+class Partner(BaseModel):
+    id: str
+    name: str
+    email: str
+    agreement: Agreement
+    created_at: datetime
+
+
+class Inventory(BaseModel):
+    sku: str
+    on_hand: int
+    reserved: int
+    available: int
+
+
+class InventoryAdjustment(Strict):
+    delta: int
+    reason: str = Field(min_length=1, max_length=500)
+
+
+# --- invoices, payments, ledger ------------------------------------------------------------
+
+InvoiceStatus = Literal["open", "paid", "void", "uncollectible"]
+
+
+class Invoice(BaseModel):
+    id: str
+    number: str
+    customer_id: str
+    status: InvoiceStatus
+    currency: str
+    issue_date: date
+    due_date: date
+    lines: list[InvoiceLine]
+    subtotal: Amount
+    discount: Amount
+    tax: Amount
+    total: Amount
+    amount_paid: Amount
+    amount_credited: Amount
+    amount_due: Amount
+    order_id: str | None = None
+    process_id: str | None = None
+    created_at: datetime
+
+
+PaymentMethodKind = Literal["card", "bank_transfer", "cash"]
+
+
+class Payment(BaseModel):
+    id: str
+    invoice_id: str
+    customer_id: str
+    amount: Amount
+    currency: str
+    method: PaymentMethodKind
+    reference: str
+    charge_id: str | None = None
+    refunded: Amount
+    created_at: datetime
+
+
+class CreditNote(BaseModel):
+    id: str
+    invoice_id: str
+    customer_id: str
+    amount: Amount
+    currency: str
+    reason: str
+    created_at: datetime
+
+
+class LedgerPosting(BaseModel):
+    account: str
+    debit: Amount
+    credit: Amount
+
+
+class LedgerEntry(BaseModel):
+    id: str
+    key: str
+    memo: str
+    currency: str
+    postings: list[LedgerPosting]
+    created_at: datetime
+
+
+# --- orders in the ERP ---------------------------------------------------------------------
+
+
+class SalesOrder(BaseModel):
+    """The ERP's sales order document (distinct from the process's order view)."""
+
+    id: str
+    erp_number: str
+    order_id: str
+    customer_id: str
+    status: Literal["open", "cancelled", "closed"]
+    total: Amount
+    currency: str
+
+
+# --- test clocks, faults, keys -------------------------------------------------------------
+
+
+class TestClockCreate(Strict):
+    frozen_time: datetime
+
+
+class TestClock(BaseModel):
+    __test__ = False  # not a pytest class
+
+    id: str
+    frozen_time: datetime
+    status: Literal["ready", "advancing"]
+    created_at: datetime
+
+
+class FaultSet(Strict):
+    system: SystemName
+    mode: FaultMode
+
+
+class Fault(BaseModel):
+    system: SystemName
+    mode: FaultMode
+
+
+class ApiKey(BaseModel):
+    id: str
+    name: str
+    role: Role
+    prefix: str
+    created_at: datetime
+
+
+class Page(BaseModel, Generic[T]):
+    """A cursor page: ``next_cursor`` is null on the last page."""
+
+    data: list[T]
+    next_cursor: str | None = None

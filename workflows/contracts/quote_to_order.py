@@ -1,0 +1,191 @@
+"""QuoteToOrder contracts: API requests, the quote and order views, workflow input."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from domain.money import Amount
+from domain.pricing import PricedLine
+from workflows.contracts.common import ClockRef, FailedStep, Step
+
+QuoteStatus = Literal[
+    "pending_approval", "open", "accepted", "ordered", "rejected", "declined", "expired"
+]
+OrderStatus = Literal[
+    "received",
+    "credit_hold",
+    "backordered",
+    "confirmed",
+    "fulfilling",
+    "completed",
+    "needs_attention",
+    "cancelled",
+]
+PaymentTerms = Literal["card_on_file", "invoice"]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class LineRequest(_In):
+    sku: str | None = Field(default=None, min_length=1, max_length=64)
+    plan_code: str | None = Field(default=None, min_length=1, max_length=64)
+    quantity: int = Field(gt=0, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _one_key(self) -> LineRequest:
+        if (self.sku is None) == (self.plan_code is None):
+            raise ValueError("give exactly one of sku or plan_code")
+        return self
+
+
+class QuoteCreate(_In):
+    customer_id: str
+    lines: list[LineRequest] = Field(min_length=1, max_length=200)
+    discount_pct: Amount = Field(default=Decimal("0"), ge=0, le=1)
+    valid_days: int = Field(default=30, ge=1, le=365)
+    partner_id: str | None = None
+    channel: Literal["api", "portal", "partner", "shop", "crm"] = "api"
+
+
+class OrderCreate(_In):
+    customer_id: str
+    lines: list[LineRequest] = Field(min_length=1, max_length=200)
+    payment: PaymentTerms
+    partner_id: str | None = None
+
+
+class NoteRequest(_In):
+    note: str = Field(default="", max_length=2000)
+
+
+class AcceptRequest(_In):
+    payment: PaymentTerms
+
+
+class DeclineRequest(_In):
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class CancelRequest(_In):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class ShipmentEvent(_In):
+    event: Literal["shipped", "delivered"]
+    tracking_number: str | None = Field(default=None, max_length=100)
+
+
+class Quote(BaseModel):
+    id: str
+    process_id: str
+    customer_id: str
+    status: QuoteStatus
+    lines: list[PricedLine]
+    subtotal: Amount
+    discount_pct: Amount
+    discount: Amount
+    tax_rate: Amount
+    tax: Amount
+    total: Amount
+    currency: str
+    requires_approval: bool
+    expires_at: datetime
+    order_id: str | None = None
+    partner_id: str | None = None
+    channel: str = "api"
+    note: str | None = None
+    created_at: datetime
+
+
+class ShipmentLine(BaseModel):
+    sku: str
+    quantity: int
+
+
+class Shipment(BaseModel):
+    id: str
+    status: Literal["pending", "shipped", "delivered", "cancelled"]
+    lines: list[ShipmentLine]
+    tracking_number: str | None = None
+    invoice_id: str | None = None
+
+
+class ServiceOrder(BaseModel):
+    id: str
+    sku: str
+    quantity: int
+    status: Literal["open", "cancelled"] = "open"
+
+
+class PendingSubscription(BaseModel):
+    """A plan line of the order, recorded for the subscription process to start."""
+
+    id: str
+    plan_code: str
+    quantity: int
+
+
+class Order(BaseModel):
+    id: str
+    process_id: str
+    customer_id: str
+    quote_id: str | None = None
+    status: OrderStatus
+    lines: list[PricedLine]
+    subtotal: Amount
+    discount: Amount
+    tax: Amount
+    total: Amount
+    currency: str
+    payment: PaymentTerms
+    partner_id: str | None = None
+    steps: list[Step]
+    shipments: list[Shipment]
+    subscription_ids: list[str]
+    subscriptions: list[PendingSubscription] = Field(default_factory=list)
+    service_orders: list[ServiceOrder]
+    invoice_ids: list[str]
+    failed_step: FailedStep | None = None
+    hold_reason: str | None = None
+    cancel_reason: str | None = None
+    erp_number: str | None = None
+    created_at: datetime
+    completed_at: datetime | None = None
+
+
+class QuoteToOrderInput(BaseModel):
+    """Start a quote (``quote_id`` set) or an order directly (``quote_id`` None)."""
+
+    process_id: str
+    customer_id: str
+    quote_id: str | None
+    order_id: str
+    lines: list[LineRequest]
+    discount_pct: Amount = Decimal("0")
+    valid_days: int = 30
+    partner_id: str | None = None
+    channel: str = "api"
+    payment: PaymentTerms | None = None
+    approval_discount: Amount = Decimal("0.20")
+    clock: ClockRef | None = None
+
+
+class QuoteToOrderResult(BaseModel):
+    quote: Quote | None
+    order: Order | None
+
+
+def quote_process_id(quote_id: str) -> str:
+    """The workflow id of the process that a quote starts (its order keeps it)."""
+    return f"q2o-{quote_id}"
+
+
+def order_process_id(order_id: str) -> str:
+    """The workflow id of an order placed without a quote."""
+    return f"q2o-{order_id}"
