@@ -12,8 +12,10 @@ from typing import Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 
-from domain.invoicing import InvoiceLine
+from domain.invoicing import DraftInvoice as DraftInvoice
+from domain.invoicing import InvoiceLine as InvoiceLine
 from domain.money import Amount, check_currency
+from domain.pricing import CatalogLine as CatalogLine
 
 T = TypeVar("T")
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from domain.money import Amount
-from domain.pricing import PricedLine
+from domain.pricing import PricedLine, Totals
 from workflows.contracts.common import ClockRef, FailedStep, Step
 
 QuoteStatus = Literal[
@@ -160,19 +160,27 @@ class Order(BaseModel):
 
 
 class QuoteToOrderInput(BaseModel):
-    """Start a quote (``quote_id`` set) or an order directly (``quote_id`` None)."""
+    """Start a quote (``quote_id`` set) or an order directly (``quote_id`` None).
+
+    Lines arrive priced: the API prices a request before it starts the process (so bad
+    input is refused before anything runs), and the price is fixed at that moment.
+    """
 
     process_id: str
     customer_id: str
     quote_id: str | None
     order_id: str
-    lines: list[LineRequest]
+    lines: list[PricedLine]
+    totals: Totals
+    currency: str
+    tax_rate: Amount
     discount_pct: Amount = Decimal("0")
+    requires_approval: bool = False
     valid_days: int = 30
+    created_at: datetime
     partner_id: str | None = None
     channel: str = "api"
     payment: PaymentTerms | None = None
-    approval_discount: Amount = Decimal("0.20")
     clock: ClockRef | None = None
 
 
@@ -189,3 +197,60 @@ def quote_process_id(quote_id: str) -> str:
 def order_process_id(order_id: str) -> str:
     """The workflow id of an order placed without a quote."""
     return f"q2o-{order_id}"
+
+
+def initial_quote(inp: QuoteToOrderInput) -> Quote:
+    """The quote as it stands when its process starts (the API answers with this)."""
+    assert inp.quote_id is not None
+    return Quote(
+        id=inp.quote_id,
+        process_id=inp.process_id,
+        customer_id=inp.customer_id,
+        status="pending_approval" if inp.requires_approval else "open",
+        lines=inp.lines,
+        subtotal=inp.totals.subtotal,
+        discount_pct=inp.discount_pct,
+        discount=inp.totals.discount,
+        tax_rate=inp.tax_rate,
+        tax=inp.totals.tax,
+        total=inp.totals.total,
+        currency=inp.currency,
+        requires_approval=inp.requires_approval,
+        expires_at=inp.created_at + timedelta(days=inp.valid_days),
+        partner_id=inp.partner_id,
+        channel=inp.channel,
+        created_at=inp.created_at,
+    )
+
+
+def initial_order(inp: QuoteToOrderInput, payment: PaymentTerms, at: datetime) -> Order:
+    """The order as it stands when it is placed (``received``)."""
+    return Order(
+        id=inp.order_id,
+        process_id=inp.process_id,
+        customer_id=inp.customer_id,
+        quote_id=inp.quote_id,
+        status="received",
+        lines=inp.lines,
+        subtotal=inp.totals.subtotal,
+        discount=inp.totals.discount,
+        tax=inp.totals.tax,
+        total=inp.totals.total,
+        currency=inp.currency,
+        payment=payment,
+        partner_id=inp.partner_id,
+        steps=[],
+        shipments=[],
+        subscription_ids=[],
+        service_orders=[],
+        invoice_ids=[],
+        created_at=at,
+    )
+
+
+class ShipmentEventUpdate(BaseModel):
+    """The carrier's callback for one shipment of the order."""
+
+    shipment_id: str
+    event: Literal["shipped", "delivered"]
+    tracking_number: str | None = None

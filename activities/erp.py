@@ -1,0 +1,159 @@
+"""ERP activities: thin, idempotent steps over the ``Erp`` port.
+
+Run as local activities (the embedded ERP is an in-process database call): each derives
+nothing itself — the workflow passes the idempotency key (process id + step) — calls one
+port method, and returns a contract model. No arithmetic here: ``domain/`` does it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from temporalio import activity
+
+from activities.errors import mapped_errors
+from activities.faults import Faults
+from systems.ports import Erp
+from workflows.contracts.activities import (
+    BackorderInput,
+    CustomerRef,
+    CustomerSnapshot,
+    DocumentInput,
+    Done,
+    InvoiceResult,
+    IssueInvoiceInput,
+    KeyInput,
+    ReserveInput,
+    ReverseInvoiceInput,
+    SalesOrderInput,
+    SalesOrderResult,
+)
+
+
+def _attempt() -> int:
+    return activity.info().attempt
+
+
+class ErpActivities:
+    """Activities over the ERP; every change is keyed so a retry changes nothing more."""
+
+    def __init__(self, erp: Erp, faults: Faults) -> None:
+        self._erp = erp
+        self._faults = faults
+
+    def _guard(self) -> None:
+        delay = self._faults.check("erp")
+        if delay:
+            time.sleep(delay)
+
+    @activity.defn(name="erp.customer_snapshot")
+    @mapped_errors
+    def customer_snapshot(self, ref: CustomerRef) -> CustomerSnapshot:
+        """Credit limit, open AR and contact of a customer, as of the process date."""
+        self._guard()
+        customer = self._erp.get_customer(ref.customer_id)
+        account = self._erp.account(ref.customer_id, ref.as_of)
+        return CustomerSnapshot(
+            attempt=_attempt(),
+            customer_id=customer.id,
+            name=customer.name,
+            email=customer.email,
+            currency=customer.currency,
+            credit_limit=customer.credit_limit,
+            open_ar=account.open_ar,
+            payment_terms_days=customer.payment_terms_days,
+            tax_rate=customer.tax_rate,
+            has_payment_method=self._erp.default_payment_method(customer.id) is not None,
+        )
+
+    @activity.defn(name="erp.reserve_stock")
+    @mapped_errors
+    def reserve_stock(self, inp: ReserveInput) -> Done:
+        """Reserve every physical line or none (``out_of_stock`` names the shortfalls)."""
+        self._guard()
+        self._erp.reserve(inp.key, inp.order_id, inp.lines)
+        return Done(attempt=_attempt())
+
+    @activity.defn(name="erp.add_backorder")
+    @mapped_errors
+    def add_backorder(self, inp: BackorderInput) -> Done:
+        """Put the process on the wait list of the SKUs it lacks."""
+        self._guard()
+        self._erp.add_backorder(inp.process_id, inp.skus)
+        return Done(attempt=_attempt())
+
+    @activity.defn(name="erp.release_stock")
+    @mapped_errors
+    def release_stock(self, inp: KeyInput) -> Done:
+        self._guard()
+        self._erp.release(inp.key)
+        return Done(attempt=_attempt())
+
+    @activity.defn(name="erp.commit_stock")
+    @mapped_errors
+    def commit_stock(self, inp: KeyInput) -> Done:
+        """Turn the reservation into a stock deduction when the goods ship."""
+        self._guard()
+        self._erp.commit_reservation(inp.key)
+        return Done(attempt=_attempt())
+
+    @activity.defn(name="erp.create_sales_order")
+    @mapped_errors
+    def create_sales_order(self, inp: SalesOrderInput) -> SalesOrderResult:
+        self._guard()
+        so = self._erp.create_sales_order(
+            inp.key, inp.order_id, inp.customer_id, inp.total, inp.currency
+        )
+        return SalesOrderResult(attempt=_attempt(), sales_order_id=so.id, erp_number=so.erp_number)
+
+    @activity.defn(name="erp.cancel_sales_order")
+    @mapped_errors
+    def cancel_sales_order(self, inp: SalesOrderInput) -> Done:
+        self._guard()
+        self._erp.cancel_sales_order(inp.key, inp.order_id)
+        return Done(attempt=_attempt())
+
+    @activity.defn(name="erp.issue_invoice")
+    @mapped_errors
+    def issue_invoice(self, inp: IssueInvoiceInput) -> InvoiceResult:
+        """Issue the draft once per key: a number, AR and a balanced ledger entry."""
+        self._guard()
+        inv = self._erp.issue_invoice(inp.key, inp.draft)
+        return InvoiceResult(
+            attempt=_attempt(),
+            invoice_id=inv.id,
+            number=inv.number,
+            total=inv.total,
+            amount_due=inv.amount_due,
+            status=inv.status,
+        )
+
+    @activity.defn(name="erp.reverse_invoice")
+    @mapped_errors
+    def reverse_invoice(self, inp: ReverseInvoiceInput) -> InvoiceResult:
+        """Undo an invoice: void it if nothing was paid, else credit what is left of it."""
+        self._guard()
+        inv = self._erp.get_invoice(inp.invoice_id)
+        if inv.status == "open" and inv.amount_paid == 0:
+            inv = self._erp.void_invoice(inp.key, inv.id)
+        elif inv.status != "void":
+            remaining = inv.total - inv.amount_credited
+            if remaining > 0:
+                self._erp.issue_credit_note(inp.key, inv.id, remaining, inp.reason)
+            inv = self._erp.get_invoice(inv.id)
+        return InvoiceResult(
+            attempt=_attempt(),
+            invoice_id=inv.id,
+            number=inv.number,
+            total=inv.total,
+            amount_due=inv.amount_due,
+            status=inv.status,
+        )
+
+    @activity.defn(name="erp.save_document")
+    @mapped_errors
+    def save_document(self, inp: DocumentInput) -> Done:
+        """Write the process's read model (quote or order as the API shows it)."""
+        # No fault check: the read model is bookkeeping, not a call to the ERP's business.
+        self._erp.save_document(inp.kind, inp.doc_id, inp.customer_id, inp.body)
+        return Done(attempt=_attempt())

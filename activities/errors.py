@@ -1,0 +1,62 @@
+"""Maps adapter exceptions to Temporal errors, once for every activity class.
+
+Business refusals (``DomainError``) become non-retryable ``ApplicationError``s whose
+``type`` is the error's stable code, so workflows branch on it; technical failures
+(``SystemUnavailable``) become retryable ``system_unavailable`` errors.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from temporalio.exceptions import ApplicationError
+
+from domain.errors import DomainError, OutOfStock, SystemUnavailable
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+TECHNICAL = "system_unavailable"
+
+
+def to_application_error(exc: Exception) -> ApplicationError | None:
+    """The Temporal error for ``exc``, or None when it should propagate as is."""
+    if isinstance(exc, DomainError):
+        details: list[Any] = []
+        if isinstance(exc, OutOfStock):
+            details = [exc.shortages]
+        return ApplicationError(exc.message, *details, type=exc.code, non_retryable=True)
+    if isinstance(exc, SystemUnavailable):
+        return ApplicationError(str(exc), type=TECHNICAL, non_retryable=False)
+    return None
+
+
+def mapped_errors(fn: F) -> F:
+    """Decorate an activity (sync or async) so its errors reach workflows typed."""
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(*args, **kwargs)
+            except Exception as exc:
+                mapped = to_application_error(exc)
+                if mapped is None:
+                    raise
+                raise mapped from exc
+
+        return cast(F, async_wrapper)
+
+    @functools.wraps(fn)
+    def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            mapped = to_application_error(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+    return cast(F, sync_wrapper)

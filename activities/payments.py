@@ -1,0 +1,89 @@
+"""Payment activities: charge an invoice with the card on file, refund what was paid.
+
+The gateway's idempotency key is the process id + step + invoice, never the attempt: a
+charge that timed out after the gateway took the money is retried with the same key and
+returns the first charge (the 0259 test card proves it). ERP calls run in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+from temporalio import activity
+
+from activities.errors import mapped_errors
+from activities.faults import Faults
+from domain.errors import InvoiceNotPayable
+from systems.ports import Erp, PaymentGateway
+from workflows.contracts.activities import ChargeInput, ChargeResult, RefundInput, RefundResult
+
+
+class PaymentActivities:
+    def __init__(self, gateway: PaymentGateway, erp: Erp, faults: Faults) -> None:
+        self._gateway = gateway
+        self._erp = erp
+        self._faults = faults
+
+    async def _guard(self) -> None:
+        delay = await asyncio.to_thread(self._faults.check, "payments")
+        if delay:
+            await asyncio.sleep(delay)
+
+    @activity.defn(name="payments.charge_invoice")
+    @mapped_errors
+    async def charge_invoice(self, inp: ChargeInput) -> ChargeResult:
+        """Charge the invoice's amount due to the default card; record the payment once."""
+        await self._guard()
+        invoice = await asyncio.to_thread(self._erp.get_invoice, inp.invoice_id)
+        if invoice.status == "paid":
+            paid = await asyncio.to_thread(self._erp.payments_for_invoice, invoice.id)
+            first = paid[0] if paid else None
+            return ChargeResult(
+                attempt=activity.info().attempt,
+                charge_id=(first.charge_id or "") if first else "",
+                payment_id=first.id if first else "",
+                amount=invoice.amount_paid,
+            )
+        if invoice.status != "open":
+            raise InvoiceNotPayable(f"invoice {invoice.id} is {invoice.status}")
+        method = await asyncio.to_thread(self._erp.default_payment_method, inp.customer_id)
+        if method is None:
+            raise InvoiceNotPayable(f"customer {inp.customer_id} has no card on file")
+        token = await asyncio.to_thread(self._erp.payment_method_token, method.id)
+        charge_id = await self._gateway.charge(
+            inp.key, token, invoice.amount_due, invoice.currency, f"Invoice {invoice.number}"
+        )
+        payment = await asyncio.to_thread(
+            self._erp.record_payment,
+            inp.key,
+            invoice.id,
+            invoice.amount_due,
+            "card",
+            charge_id,
+            charge_id,
+        )
+        return ChargeResult(
+            attempt=activity.info().attempt,
+            charge_id=charge_id,
+            payment_id=payment.id,
+            amount=payment.amount,
+        )
+
+    @activity.defn(name="payments.refund_invoice")
+    @mapped_errors
+    async def refund_invoice(self, inp: RefundInput) -> RefundResult:
+        """Refund every card payment of the invoice in full, once per payment."""
+        await self._guard()
+        payments = await asyncio.to_thread(self._erp.payments_for_invoice, inp.invoice_id)
+        refunded, ids = Decimal(0), list[str]()
+        for p in payments:
+            left = p.amount - p.refunded
+            if p.charge_id is None or left <= 0:
+                continue
+            key = f"{inp.key}:{p.id}"
+            refund_id = await self._gateway.refund(key, p.charge_id, left)
+            await asyncio.to_thread(self._erp.record_refund, key, p.id, left, refund_id)
+            refunded += left
+            ids.append(refund_id)
+        return RefundResult(attempt=activity.info().attempt, refunded=refunded, refund_ids=ids)

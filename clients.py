@@ -1,0 +1,80 @@
+"""Connects to Temporal the one way every o2c process does (API, worker, CLI, tests).
+
+Every client uses the pydantic data converter (Decimal, dates and nested models round-trip
+exactly) and the OpenTelemetry plugin, so one trace spans API → workflow → activities.
+Also registers o2c's typed search attributes, idempotently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.client import Client
+from temporalio.contrib.opentelemetry import OpenTelemetryPlugin
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
+
+from workflows.contracts.common import (
+    SA_AMOUNT,
+    SA_CUSTOMER_ID,
+    SA_NEEDS_ATTENTION,
+    SA_PROCESS_TYPE,
+    SA_STATUS,
+    SA_TEST_CLOCK,
+)
+
+SEARCH_ATTRIBUTES: dict[str, IndexedValueType.ValueType] = {
+    SA_PROCESS_TYPE: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    SA_STATUS: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    SA_CUSTOMER_ID: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    SA_NEEDS_ATTENTION: IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
+    # NOTE: a Double for range filters in visibility only; amounts are never read back
+    # from it — the Decimal lives in the workflow state and the ledger.
+    SA_AMOUNT: IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE,
+    SA_TEST_CLOCK: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+}
+
+
+async def connect_temporal(target: str, namespace: str = "default") -> Client:
+    """A client with o2c's data converter and tracing plugin."""
+    return await Client.connect(
+        target,
+        namespace=namespace,
+        data_converter=pydantic_data_converter,
+        plugins=[OpenTelemetryPlugin()],
+    )
+
+
+async def register_search_attributes(client: Client, namespace: str = "default") -> list[str]:
+    """Add o2c's search attributes that the namespace lacks; returns the names added."""
+    existing = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace)
+    )
+    known = set(existing.custom_attributes) | set(existing.system_attributes)
+    missing = {k: v for k, v in SEARCH_ATTRIBUTES.items() if k not in known}
+    if missing:
+        try:
+            await client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+            )
+        except RPCError as exc:  # a concurrent registration is fine
+            if "already" not in str(exc).lower():
+                raise
+    return sorted(missing)
+
+
+async def wait_for_temporal(target: str, namespace: str, timeout: float = 60.0) -> Client:
+    """Connect, retrying until ``timeout`` seconds pass (the dev server may be starting)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            return await connect_temporal(target, namespace)
+        except RuntimeError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)

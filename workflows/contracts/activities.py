@@ -1,0 +1,128 @@
+"""Payloads of the activities: one input and one result model per step.
+
+Every result derives from ``StepResult`` so the timeline can show how many attempts the
+step took (the activity fills ``attempt`` from its own info).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel
+
+from domain.invoicing import DraftInvoice
+from domain.money import Amount
+
+
+class StepResult(BaseModel):
+    attempt: int = 1
+
+
+class Done(StepResult):
+    """A step with nothing to return."""
+
+
+class CustomerRef(BaseModel):
+    customer_id: str
+    as_of: date
+
+
+class CustomerSnapshot(StepResult):
+    customer_id: str
+    name: str = ""
+    email: str = ""
+    currency: str = "EUR"
+    credit_limit: Amount = Decimal("0")
+    open_ar: Amount = Decimal("0")
+    payment_terms_days: int = 30
+    tax_rate: Amount = Decimal("0")
+    has_payment_method: bool = False
+
+
+class ReserveInput(BaseModel):
+    key: str
+    order_id: str
+    lines: dict[str, int]
+
+
+class BackorderInput(BaseModel):
+    process_id: str
+    skus: list[str]
+
+
+class KeyInput(BaseModel):
+    key: str
+
+
+class SalesOrderInput(BaseModel):
+    key: str
+    order_id: str
+    customer_id: str
+    total: Amount
+    currency: str
+
+
+class SalesOrderResult(StepResult):
+    sales_order_id: str = ""
+    erp_number: str = ""
+
+
+class IssueInvoiceInput(BaseModel):
+    key: str
+    draft: DraftInvoice
+
+
+class InvoiceResult(StepResult):
+    invoice_id: str = ""
+    number: str = ""
+    total: Amount = Decimal("0")
+    amount_due: Amount = Decimal("0")
+    status: str = "open"
+
+
+class ReverseInvoiceInput(BaseModel):
+    key: str
+    invoice_id: str
+    reason: str
+
+
+class ChargeInput(BaseModel):
+    key: str
+    invoice_id: str
+    customer_id: str
+
+
+class ChargeResult(StepResult):
+    charge_id: str = ""
+    payment_id: str = ""
+    amount: Amount = Decimal("0")
+
+
+class RefundInput(BaseModel):
+    key: str
+    invoice_id: str
+
+
+class RefundResult(StepResult):
+    refunded: Amount = Decimal("0")
+    refund_ids: list[str] = []
+
+
+class EmailInput(BaseModel):
+    key: str
+    customer_id: str
+    subject: str
+    body: str
+
+
+class EmailResult(StepResult):
+    message_id: str = ""
+
+
+class DocumentInput(BaseModel):
+    kind: str
+    doc_id: str
+    customer_id: str
+    body: dict[str, Any]

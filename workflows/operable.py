@@ -1,0 +1,334 @@
+"""What every o2c process shares: a timeline of steps, needs-attention, operator actions.
+
+``OperableWorkflow.step`` runs one activity under a bounded retry policy. A business refusal
+(a non-retryable ``ApplicationError`` with a domain code) is raised to the process as
+``BusinessFailure`` to branch on; a technical failure that outlives its retries puts the
+process in *needs attention*: the step and error are recorded, the process becomes
+searchable as such, and it waits for an operator Update — ``retry`` (run the step again),
+``skip`` (continue with a given result) or ``abort`` (compensate and end). Updates have
+validators so a request that does not fit the state never reaches history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.clock import ProcessClock
+    from workflows.contracts.activities import StepResult
+    from workflows.contracts.common import (
+        SA_AMOUNT,
+        SA_CUSTOMER_ID,
+        SA_NEEDS_ATTENTION,
+        SA_PROCESS_TYPE,
+        SA_STATUS,
+        SA_TEST_CLOCK,
+        AbortRequest,
+        ClockAdvance,
+        ClockRef,
+        ClockStatus,
+        FailedStep,
+        OperatorAck,
+        ProcessType,
+        ProcessView,
+        SkipRequest,
+        Step,
+    )
+
+R = TypeVar("R", bound=StepResult)
+
+SA_TYPE_KEY = SearchAttributeKey.for_keyword(SA_PROCESS_TYPE)
+SA_STATUS_KEY = SearchAttributeKey.for_keyword(SA_STATUS)
+SA_CUSTOMER_KEY = SearchAttributeKey.for_keyword(SA_CUSTOMER_ID)
+SA_ATTENTION_KEY = SearchAttributeKey.for_bool(SA_NEEDS_ATTENTION)
+SA_AMOUNT_KEY = SearchAttributeKey.for_float(SA_AMOUNT)
+SA_CLOCK_KEY = SearchAttributeKey.for_keyword(SA_TEST_CLOCK)
+
+# Technical failures retry with backoff for about a minute before an operator is asked:
+# long enough to ride out a blip, short enough that a real outage shows up quickly.
+STEP_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=20),
+    maximum_attempts=5,
+)
+# In-process ERP calls answer in milliseconds; network calls get more room (a "slow"
+# sandbox system answers after 2 s).
+LOCAL_TIMEOUT = timedelta(seconds=10)
+REMOTE_TIMEOUT = timedelta(seconds=30)
+# Local-activity backoffs longer than this become durable workflow timers instead of
+# sleeps inside the worker, so a worker restart mid-backoff loses nothing.
+LOCAL_RETRY_THRESHOLD = timedelta(seconds=1)
+
+
+class BusinessFailure(Exception):
+    """A typed business refusal from a step (``code`` as in ``domain.errors``)."""
+
+    def __init__(self, code: str, message: str, details: list[Any]) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+class ProcessInterrupted(Exception):
+    """The process must stop what it does: an operator abort or a client's cancel."""
+
+    def __init__(self, kind: Literal["abort", "cancel"], reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
+class _OperatorAction(BaseModel):
+    action: Literal["retry", "skip", "abort"]
+    result: dict[str, Any] | None = None
+
+
+def conflict(message: str) -> ApplicationError:
+    """The error an Update validator raises when the state does not allow the request."""
+    return ApplicationError(message, type="conflict", non_retryable=True)
+
+
+class OperableWorkflow:
+    """Base class of every o2c workflow (see the module docstring)."""
+
+    process_type: ClassVar[ProcessType]
+
+    def _init_operable(self, process_id: str, customer_id: str, clock: ClockRef | None) -> None:
+        self.process_id = process_id
+        self.customer_id = customer_id
+        self.clock = ProcessClock(clock)
+        self.steps: list[Step] = []
+        self.failed: FailedStep | None = None
+        self._failed_result_type: type[StepResult] = StepResult
+        self._action: _OperatorAction | None = None
+        self._interrupt: ProcessInterrupted | None = None
+        self._compensating = False
+        self._terminal = False
+
+    # --- hooks a process overrides -----------------------------------------------------
+
+    def status(self) -> str:
+        raise NotImplementedError
+
+    async def _on_attention(self, needs_attention: bool) -> None:
+        """Called when the process enters or leaves needs-attention (save its view)."""
+
+    # --- steps ----------------------------------------------------------------------------
+
+    def _timeline(self, name: str) -> Step:
+        step = Step(name=name, status="running", started_at=self.clock.now())
+        self.steps.append(step)
+        return step
+
+    async def step(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        arg: BaseModel,
+        result_type: type[R],
+        *,
+        local: bool = True,
+        expect: tuple[str, ...] = (),
+    ) -> R:
+        """Run ``fn(arg)`` as a timeline step; see the module docstring for failures.
+
+        ``expect`` names the business error codes the caller branches on; any other
+        non-retryable error also asks an operator, so no refusal goes unhandled.
+        """
+        entry = self._timeline(name)
+        while True:
+            try:
+                result = await self._execute(fn, arg, result_type, local)
+            except ActivityError as err:
+                cause = err.cause
+                attempts = STEP_RETRY.maximum_attempts
+                if isinstance(cause, ApplicationError) and cause.type in expect:
+                    self._finish(entry, "failed", 1, f"{cause.type}: {cause.message}")
+                    raise BusinessFailure(
+                        cause.type or "error", cause.message, list(cause.details)
+                    ) from err
+                if isinstance(cause, ApplicationError):
+                    message = f"{cause.type}: {cause.message}"
+                    attempts = 1 if cause.non_retryable else attempts
+                else:
+                    message = f"{type(cause).__name__}: {cause}"
+                self._finish(entry, "failed", attempts, message)
+                action = await self._await_operator(entry, result_type)
+                if action.action == "retry":
+                    entry.status, entry.error, entry.finished_at = "running", None, None
+                    continue
+                self._finish(entry, "skipped", 0, entry.error)
+                return result_type.model_validate(action.result or {})
+            self._finish(entry, "done", result.attempt, None)
+            return result
+
+    async def _execute(
+        self, fn: Callable[..., Any], arg: BaseModel, result_type: type[R], local: bool
+    ) -> R:
+        if local:
+            return await workflow.execute_local_activity_method(
+                fn,
+                arg,
+                start_to_close_timeout=LOCAL_TIMEOUT,
+                retry_policy=STEP_RETRY,
+                local_retry_threshold=LOCAL_RETRY_THRESHOLD,
+            )
+        return await workflow.execute_activity_method(
+            fn, arg, start_to_close_timeout=REMOTE_TIMEOUT, retry_policy=STEP_RETRY
+        )
+
+    def _finish(self, entry: Step, status: Any, attempts: int, error: str | None) -> None:
+        entry.status = status
+        entry.attempts += attempts
+        entry.error = error
+        entry.finished_at = self.clock.now()
+
+    async def _await_operator(self, entry: Step, result_type: type[StepResult]) -> _OperatorAction:
+        self.failed = FailedStep(
+            name=entry.name,
+            error=entry.error or "failed",
+            attempts=entry.attempts,
+            failed_at=self.clock.now(),
+        )
+        self._failed_result_type = result_type
+        self._action = None
+        self.publish(needs_attention=True)
+        await self._on_attention(True)
+        workflow.logger.warning("step %s needs attention: %s", entry.name, entry.error)
+        await workflow.wait_condition(
+            lambda: (
+                self._action is not None or (self._interrupt is not None and not self._compensating)
+            )
+        )
+        action = self._action or _OperatorAction(action="abort")
+        self.failed, self._action = None, None
+        self.publish(needs_attention=False)
+        await self._on_attention(False)
+        if action.action == "abort":
+            assert self._interrupt is not None
+            raise self._interrupt
+        return action
+
+    # --- waiting, interrupts --------------------------------------------------------------
+
+    async def wait(self, condition: Callable[[], bool], deadline: datetime | None = None) -> bool:
+        """Wait on the process clock; an abort or cancel interrupts the wait."""
+        done = await self.clock.wait(lambda: condition() or self._interrupt is not None, deadline)
+        self.check_interrupt()
+        return done
+
+    def check_interrupt(self) -> None:
+        if self._interrupt is not None and not self._compensating:
+            raise self._interrupt
+
+    def request_interrupt(self, kind: Literal["abort", "cancel"], reason: str) -> None:
+        if self._interrupt is None:
+            self._interrupt = ProcessInterrupted(kind, reason)
+
+    # --- search attributes ----------------------------------------------------------------
+
+    def publish_start(self, amount: float | None = None) -> None:
+        """Upsert the identity search attributes (type, customer, clock, amount)."""
+        updates: list[SearchAttributeUpdate[Any]] = [
+            SA_TYPE_KEY.value_set(self.process_type),
+            SA_CUSTOMER_KEY.value_set(self.customer_id),
+        ]
+        if amount is not None:
+            updates.append(SA_AMOUNT_KEY.value_set(amount))
+        if self.clock.clock_id:
+            updates.append(SA_CLOCK_KEY.value_set(self.clock.clock_id))
+        workflow.upsert_search_attributes(updates)
+        self.publish()
+
+    def publish(self, needs_attention: bool | None = None) -> None:
+        """Upsert status and needs-attention (searchable: what waits for an operator)."""
+        attention = self.failed is not None if needs_attention is None else needs_attention
+        workflow.upsert_search_attributes(
+            [SA_STATUS_KEY.value_set(self.status()), SA_ATTENTION_KEY.value_set(attention)]
+        )
+
+    # --- operator updates, clock signal, queries -----------------------------------------
+
+    @workflow.update
+    async def retry(self) -> OperatorAck:
+        """Run the failed step again."""
+        name = self._take_action(_OperatorAction(action="retry"))
+        return OperatorAck(step=name, action="retry", status=self.status())
+
+    @retry.validator
+    def _validate_retry(self) -> None:
+        self._need_failed_step()
+
+    @workflow.update
+    async def skip(self, req: SkipRequest) -> OperatorAck:
+        """Mark the failed step done with the given result and go on."""
+        name = self._take_action(_OperatorAction(action="skip", result=req.result))
+        return OperatorAck(step=name, action="skip", status=self.status())
+
+    @skip.validator
+    def _validate_skip(self, req: SkipRequest) -> None:
+        self._need_failed_step()
+        try:
+            self._failed_result_type.model_validate(req.result or {})
+        except ValidationError as exc:
+            raise ApplicationError(
+                f"result does not fit step {self.failed.name if self.failed else ''}: {exc}",
+                type="invalid_input",
+                non_retryable=True,
+            ) from None
+
+    @workflow.update
+    async def abort(self, req: AbortRequest) -> OperatorAck:
+        """Compensate what was done and end the process."""
+        name = self.failed.name if self.failed else ""
+        self.request_interrupt("abort", req.reason)
+        await workflow.wait_condition(
+            lambda: self._terminal or (self._compensating and self.failed is not None)
+        )
+        return OperatorAck(step=name, action="abort", status=self.status())
+
+    @abort.validator
+    def _validate_abort(self, req: AbortRequest) -> None:
+        if self._terminal or self._interrupt is not None:
+            raise conflict(f"process is {self.status()}: nothing to abort")
+
+    def _need_failed_step(self) -> None:
+        if self.failed is None or self._action is not None:
+            raise conflict(f"process is {self.status()}: no step waits for an operator")
+
+    def _take_action(self, action: _OperatorAction) -> str:
+        assert self.failed is not None
+        self._action = action
+        return self.failed.name
+
+    @workflow.signal
+    def advance_clock(self, adv: ClockAdvance) -> None:
+        """The customer's test clock moved (sent by the API to every process on it)."""
+        self.clock.advance(adv.frozen_time)
+
+    @workflow.query
+    def clock_status(self) -> ClockStatus:
+        status = self.clock.status()
+        if self._terminal:
+            status.settled_time = self.clock.now()
+        return status
+
+    @workflow.query
+    def process(self) -> ProcessView:
+        return ProcessView(
+            process_id=self.process_id,
+            type=self.process_type,
+            status=self.status(),
+            customer_id=self.customer_id,
+            steps=self.steps,
+            failed_step=self.failed,
+        )

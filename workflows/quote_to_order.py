@@ -1,0 +1,567 @@
+"""QuoteToOrder: from a priced quote through approval and acceptance to a fulfilled order.
+
+Quote stage: ``pending_approval`` (an operator approves or rejects) → ``open`` (the customer
+accepts or declines) → ``accepted`` → ``ordered``; ``expired`` when validity ends first, by
+the customer's clock. Order stage: credit check (``credit_hold`` until released or
+cancelled), stock reservation (``backordered`` until stock arrives), the ERP sales order,
+the split into shipments / service orders / subscriptions, invoices (services at
+confirmation, goods when shipped), the card charge, and the carrier's events until
+``completed``. A cancel or abort compensates in reverse: release stock, void or credit and
+refund invoices, cancel the ERP order. Orchestration only: every effect is an activity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.erp import ErpActivities
+    from activities.notifications import NotifyActivities
+    from activities.payments import PaymentActivities
+    from domain.credit import check_credit
+    from domain.invoicing import assemble_order_invoice
+    from domain.orders import OrderSplit, split_order
+    from domain.pricing import PricedLine
+    from systems.ids import prefixed
+    from workflows.contracts.activities import (
+        BackorderInput,
+        ChargeInput,
+        ChargeResult,
+        CustomerRef,
+        CustomerSnapshot,
+        DocumentInput,
+        Done,
+        EmailInput,
+        EmailResult,
+        InvoiceResult,
+        IssueInvoiceInput,
+        KeyInput,
+        RefundInput,
+        RefundResult,
+        ReserveInput,
+        ReverseInvoiceInput,
+        SalesOrderInput,
+        SalesOrderResult,
+    )
+    from workflows.contracts.quote_to_order import (
+        AcceptRequest,
+        CancelRequest,
+        DeclineRequest,
+        NoteRequest,
+        Order,
+        PaymentTerms,
+        PendingSubscription,
+        Quote,
+        QuoteToOrderInput,
+        QuoteToOrderResult,
+        ServiceOrder,
+        Shipment,
+        ShipmentEventUpdate,
+        ShipmentLine,
+        initial_order,
+        initial_quote,
+    )
+    from workflows.operable import BusinessFailure, OperableWorkflow, ProcessInterrupted, conflict
+
+# A backordered order re-checks stock at least this often, even if no adjustment signal
+# reaches it (a missed signal must not strand an order).
+BACKORDER_RECHECK = timedelta(hours=1)
+# Refusals of a charge that leave the invoice open for dunning instead of stopping the order.
+DECLINES = ("card_declined", "invoice_not_payable")
+CANCELLABLE = ("received", "credit_hold", "backordered", "confirmed", "fulfilling")
+Compensation = tuple[str, Callable[[], Awaitable[object]]]
+
+
+@workflow.defn(name="QuoteToOrderWorkflow")
+class QuoteToOrderWorkflow(OperableWorkflow):
+    process_type = "quote_to_order"
+
+    @workflow.init
+    def __init__(self, inp: QuoteToOrderInput) -> None:
+        self._init_operable(inp.process_id, inp.customer_id, inp.clock)
+        self.inp = inp
+        self.quote: Quote | None = initial_quote(inp) if inp.quote_id else None
+        self.order: Order | None = None
+        self._status_before_attention: str | None = None
+        self._released = False
+        self._stock_changed = False
+        self._events: list[ShipmentEventUpdate] = []
+        self._undo: list[Compensation] = []
+        self._customer: CustomerSnapshot | None = None
+        self._payment: PaymentTerms | None = None
+
+    @workflow.run
+    async def run(self, inp: QuoteToOrderInput) -> QuoteToOrderResult:
+        self.publish_start(float(inp.totals.total))
+        try:
+            payment = await self._quote_stage() if self.quote else inp.payment
+            if payment is not None:
+                await self._order_stage(payment)
+        except ProcessInterrupted as stop:
+            await self._compensate(stop)
+        self._terminal = True
+        self.publish()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return QuoteToOrderResult(quote=self.quote, order=self.order)
+
+    # --- views ------------------------------------------------------------------------------
+
+    def status(self) -> str:
+        if self.order is not None:
+            return self.order.status
+        return self.quote.status if self.quote else "received"
+
+    @workflow.query(name="quote")
+    def get_quote(self) -> Quote | None:
+        return self.quote
+
+    @workflow.query(name="order")
+    def get_order(self) -> Order | None:
+        if self.order is None:
+            return None
+        return self.order.model_copy(update={"steps": self.steps, "failed_step": self.failed})
+
+    async def _save(self) -> None:
+        """Publish the status and write the read model the API serves after the process."""
+        self.publish()
+        docs: list[tuple[str, str, dict[str, object]]] = []
+        if self.quote is not None:
+            docs.append(("quote", self.quote.id, self.quote.model_dump(mode="json")))
+        order = self.get_order()
+        if order is not None:
+            docs.append(("order", order.id, order.model_dump(mode="json")))
+        for kind, doc_id, body in docs:
+            await workflow.execute_local_activity_method(
+                ErpActivities.save_document,
+                DocumentInput(kind=kind, doc_id=doc_id, customer_id=self.customer_id, body=body),
+                start_to_close_timeout=timedelta(seconds=10),
+            )
+
+    async def _on_attention(self, needs_attention: bool) -> None:
+        if self.order is not None:
+            if needs_attention:
+                self._status_before_attention = self.order.status
+                self.order.status = "needs_attention"
+            elif self._status_before_attention is not None:
+                self.order.status = self._status_before_attention  # type: ignore[assignment]
+        await self._save()
+
+    # --- quote stage ------------------------------------------------------------------------
+
+    async def _quote_stage(self) -> PaymentTerms | None:
+        assert self.quote is not None
+        await self._save()
+        expires = self.quote.expires_at
+        if self.quote.status == "pending_approval":
+            if not await self.wait(lambda: self._quote_status() != "pending_approval", expires):
+                await self._end_quote("expired")
+                return None
+            if self._quote_status() == "rejected":
+                await self._end_quote("rejected")
+                return None
+            await self._save()
+        if not await self.wait(lambda: self._quote_status() != "open", expires):
+            await self._end_quote("expired")
+            return None
+        if self._quote_status() == "declined":
+            await self._end_quote("declined")
+            return None
+        return self._payment
+
+    def _quote_status(self) -> str:
+        assert self.quote is not None
+        return self.quote.status
+
+    async def _end_quote(self, status: str) -> None:
+        assert self.quote is not None
+        self.quote.status = status  # type: ignore[assignment]
+        await self._save()
+
+    @workflow.update
+    async def approve(self, req: NoteRequest) -> Quote:
+        """An operator approves the discount: the quote opens for the customer."""
+        assert self.quote is not None
+        self.quote.status, self.quote.note = "open", req.note or None
+        return self.quote
+
+    @workflow.update
+    async def reject(self, req: NoteRequest) -> Quote:
+        assert self.quote is not None
+        self.quote.status, self.quote.note = "rejected", req.note or None
+        return self.quote
+
+    @approve.validator
+    def _validate_approve(self, req: NoteRequest) -> None:
+        self._need_quote("pending_approval")
+
+    @reject.validator
+    def _validate_reject(self, req: NoteRequest) -> None:
+        self._need_quote("pending_approval")
+
+    @workflow.update
+    async def accept(self, req: AcceptRequest) -> Quote:
+        """The customer accepts: the order is placed with the quote's prices."""
+        assert self.quote is not None
+        self._payment = req.payment
+        self.quote.status, self.quote.order_id = "accepted", self.inp.order_id
+        return self.quote
+
+    @workflow.update
+    async def decline(self, req: DeclineRequest) -> Quote:
+        assert self.quote is not None
+        self.quote.status, self.quote.note = "declined", req.reason
+        return self.quote
+
+    @accept.validator
+    def _validate_accept(self, req: AcceptRequest) -> None:
+        self._need_quote("open")
+
+    @decline.validator
+    def _validate_decline(self, req: DeclineRequest) -> None:
+        self._need_quote("open")
+
+    def _need_quote(self, status: str) -> None:
+        if self.quote is None:
+            raise conflict("this process is an order without a quote")
+        if self.quote.status != status:
+            raise conflict(f"quote is {self.quote.status}, not {status}")
+        if self.clock.now() >= self.quote.expires_at:
+            raise conflict("quote has expired")
+
+    # --- order stage ------------------------------------------------------------------------
+
+    async def _order_stage(self, payment: PaymentTerms) -> None:
+        self.order = initial_order(self.inp, payment, self.clock.now())
+        if self.quote is not None:
+            self.quote.status = "ordered"
+        await self._save()
+        split = split_order(self.order.lines)
+        await self._check_credit()
+        if split.physical:
+            await self._reserve_stock(split)
+        await self._confirm(split)
+        if split.services:
+            await self._invoice(split.services, "services")
+        if self.order.shipments:
+            await self._set_status("fulfilling")
+            await self._fulfil()
+        self.order.completed_at = self.clock.now()
+        await self._set_status("completed")
+
+    async def _set_status(self, status: str) -> None:
+        assert self.order is not None
+        self.order.status = status  # type: ignore[assignment]
+        await self._save()
+
+    def _key(self, step: str) -> str:
+        """Idempotency key of a step's effect: process id + step (never the attempt)."""
+        return f"{self.process_id}:{step}"
+
+    async def _check_credit(self) -> None:
+        assert self.order is not None
+        self._customer = await self.step(
+            "check_credit",
+            ErpActivities.customer_snapshot,
+            CustomerRef(customer_id=self.customer_id, as_of=self.clock.now().date()),
+            CustomerSnapshot,
+        )
+        decision = check_credit(
+            self._customer.open_ar, self.order.total, self._customer.credit_limit
+        )
+        if decision.approved:
+            return
+        self.order.hold_reason = decision.reason
+        await self._set_status("credit_hold")
+        await self.wait(lambda: self._released)
+        self.order.hold_reason = None
+
+    @workflow.update
+    async def release(self, req: NoteRequest) -> Order:
+        """An operator releases the credit hold."""
+        self._released = True
+        await workflow.wait_condition(lambda: self.status() != "credit_hold")
+        order = self.get_order()
+        assert order is not None
+        return order
+
+    @release.validator
+    def _validate_release(self, req: NoteRequest) -> None:
+        if self.order is None or self.order.status != "credit_hold":
+            raise conflict(f"order is {self.status()}, not credit_hold")
+
+    async def _reserve_stock(self, split: OrderSplit) -> None:
+        assert self.order is not None
+        need = split.stock_needed
+        while True:
+            try:
+                await self.step(
+                    "reserve_stock",
+                    ErpActivities.reserve_stock,
+                    ReserveInput(key=self._key("stock"), order_id=self.order.id, lines=need),
+                    Done,
+                    expect=("out_of_stock",),
+                )
+                break
+            except BusinessFailure:
+                await self._wait_for_stock(sorted(need))
+        self._undo.append(("reserve_stock", self._release_stock))
+
+    async def _wait_for_stock(self, skus: list[str]) -> None:
+        assert self.order is not None
+        self._stock_changed = False
+        await self.step(
+            "add_backorder",
+            ErpActivities.add_backorder,
+            BackorderInput(process_id=self.process_id, skus=skus),
+            Done,
+        )
+        if self.order.status != "backordered":
+            await self._set_status("backordered")
+        await self.wait(lambda: self._stock_changed, self.clock.now() + BACKORDER_RECHECK)
+
+    @workflow.signal
+    def stock_changed(self) -> None:
+        """Stock of a SKU this order waits for was adjusted: re-check availability."""
+        self._stock_changed = True
+
+    async def _release_stock(self) -> Done:
+        return await self.step(
+            "release_stock", ErpActivities.release_stock, KeyInput(key=self._key("stock")), Done
+        )
+
+    async def _confirm(self, split: OrderSplit) -> None:
+        assert self.order is not None
+        so = await self.step(
+            "create_sales_order",
+            ErpActivities.create_sales_order,
+            self._so_input(),
+            SalesOrderResult,
+        )
+        self.order.erp_number = so.erp_number or None
+        self._undo.append(("create_sales_order", self._cancel_sales_order))
+        self._build_fulfilment(split)
+        await self._set_status("confirmed")
+        await self._email("order_confirmation", f"Order {self.order.id} confirmed", self._summary())
+
+    def _so_input(self) -> SalesOrderInput:
+        assert self.order is not None
+        return SalesOrderInput(
+            key=self._key("sales_order"),
+            order_id=self.order.id,
+            customer_id=self.customer_id,
+            total=self.order.total,
+            currency=self.order.currency,
+        )
+
+    async def _cancel_sales_order(self) -> Done:
+        return await self.step(
+            "cancel_sales_order", ErpActivities.cancel_sales_order, self._so_input(), Done
+        )
+
+    def _build_fulfilment(self, split: OrderSplit) -> None:
+        assert self.order is not None
+
+        def new_id(prefix: str) -> str:
+            return prefixed(prefix, workflow.uuid4())
+
+        if split.physical:
+            lines = [ShipmentLine(sku=x.sku or "", quantity=x.quantity) for x in split.physical]
+            self.order.shipments = [Shipment(id=new_id("shp"), status="pending", lines=lines)]
+        self.order.service_orders = [
+            ServiceOrder(id=new_id("svo"), sku=x.sku or "", quantity=x.quantity)
+            for x in split.services
+        ]
+        self.order.subscriptions = [
+            PendingSubscription(id=new_id("sub"), plan_code=x.plan_code or "", quantity=x.quantity)
+            for x in split.plans
+        ]
+        self.order.subscription_ids = [x.id for x in self.order.subscriptions]
+
+    def _summary(self) -> str:
+        assert self.order is not None
+        lines = "\n".join(
+            f"  {x.quantity} x {x.description} @ {x.unit_price} = {x.amount}"
+            for x in self.order.lines
+        )
+        return f"{lines}\nTotal: {self.order.total} {self.order.currency}\n"
+
+    async def _email(self, step: str, subject: str, body: str) -> None:
+        await self.step(
+            f"email:{step}",
+            NotifyActivities.email_customer,
+            EmailInput(
+                key=self._key(f"email:{step}"),
+                customer_id=self.customer_id,
+                subject=subject,
+                body=body,
+            ),
+            EmailResult,
+            local=False,
+        )
+
+    # --- invoices and payment ---------------------------------------------------------------
+
+    async def _invoice(self, lines: list[PricedLine], label: str) -> None:
+        assert self.order is not None and self._customer is not None
+        draft = assemble_order_invoice(
+            customer_id=self.customer_id,
+            currency=self.order.currency,
+            lines=lines,
+            discount_pct=self.inp.discount_pct,
+            tax_rate=self.inp.tax_rate,
+            issue_date=self.clock.now().date(),
+            terms_days=self._customer.payment_terms_days,
+            pay_by_card=self.order.payment == "card_on_file",
+            order_id=self.order.id,
+            process_id=self.process_id,
+        )
+        inv = await self.step(
+            f"issue_invoice:{label}",
+            ErpActivities.issue_invoice,
+            IssueInvoiceInput(key=self._key(f"invoice:{label}"), draft=draft),
+            InvoiceResult,
+        )
+        if not inv.invoice_id:  # skipped by an operator: nothing was issued
+            return
+        self.order.invoice_ids.append(inv.invoice_id)
+        self._undo.append((f"issue_invoice:{label}", self._reverser(inv.invoice_id)))
+        await self._save()
+        if self.order.payment == "card_on_file":
+            await self._charge(inv)
+
+    async def _charge(self, inv: InvoiceResult) -> None:
+        try:
+            await self.step(
+                f"charge_invoice:{inv.invoice_id}",
+                PaymentActivities.charge_invoice,
+                ChargeInput(
+                    key=self._key(f"charge:{inv.invoice_id}"),
+                    invoice_id=inv.invoice_id,
+                    customer_id=self.customer_id,
+                ),
+                ChargeResult,
+                local=False,
+                expect=DECLINES,
+            )
+        except BusinessFailure as failure:
+            # A declined card is a business outcome: the invoice stays open for dunning and
+            # the order goes on; the timeline shows the decline.
+            workflow.logger.info("charge of %s declined: %s", inv.invoice_id, failure.message)
+
+    def _reverser(self, invoice_id: str) -> Callable[[], Awaitable[object]]:
+        async def reverse() -> None:
+            reason = self._interrupt.reason if self._interrupt else "order cancelled"
+            await self.step(
+                f"reverse_invoice:{invoice_id}",
+                ErpActivities.reverse_invoice,
+                ReverseInvoiceInput(
+                    key=self._key(f"reverse:{invoice_id}"), invoice_id=invoice_id, reason=reason
+                ),
+                InvoiceResult,
+            )
+            await self.step(
+                f"refund_invoice:{invoice_id}",
+                PaymentActivities.refund_invoice,
+                RefundInput(key=self._key(f"refund:{invoice_id}"), invoice_id=invoice_id),
+                RefundResult,
+                local=False,
+            )
+
+        return reverse
+
+    # --- shipments --------------------------------------------------------------------------
+
+    async def _fulfil(self) -> None:
+        assert self.order is not None
+        while any(s.status != "delivered" for s in self.order.shipments):
+            await self.wait(lambda: bool(self._events))
+            event = self._events.pop(0)
+            shipment = next(s for s in self.order.shipments if s.id == event.shipment_id)
+            if event.event == "shipped":
+                await self._ship(shipment)
+            await self._save()
+
+    async def _ship(self, shipment: Shipment) -> None:
+        assert self.order is not None
+        await self.step(
+            "commit_stock", ErpActivities.commit_stock, KeyInput(key=self._key("stock")), Done
+        )
+        # Shipped goods cannot be un-shipped: the reservation is no longer compensable.
+        self._undo = [u for u in self._undo if u[0] != "reserve_stock"]
+        skus = {x.sku for x in shipment.lines}
+        lines = [x for x in self.order.lines if x.kind == "physical" and x.sku in skus]
+        await self._invoice(lines, f"shipment:{shipment.id}")
+        shipment.invoice_id = self.order.invoice_ids[-1] if self.order.invoice_ids else None
+
+    @workflow.update
+    async def shipment_event(self, event: ShipmentEventUpdate) -> Order:
+        """The carrier reports a shipment ``shipped`` or ``delivered``."""
+        assert self.order is not None
+        shipment = next(s for s in self.order.shipments if s.id == event.shipment_id)
+        shipment.status = event.event
+        if event.tracking_number:
+            shipment.tracking_number = event.tracking_number
+        self._events.append(event)
+        return self.order.model_copy(update={"steps": self.steps, "failed_step": self.failed})
+
+    @shipment_event.validator
+    def _validate_shipment_event(self, event: ShipmentEventUpdate) -> None:
+        if self.order is None:
+            raise conflict("no order has been placed yet")
+        shipment = next((s for s in self.order.shipments if s.id == event.shipment_id), None)
+        if shipment is None:
+            raise conflict(f"order {self.order.id} has no shipment {event.shipment_id}")
+        if self.order.status not in ("fulfilling", "needs_attention"):
+            raise conflict(f"order is {self.order.status}: shipments cannot move")
+        expected = {"shipped": "pending", "delivered": "shipped"}[event.event]
+        if shipment.status != expected:
+            raise conflict(f"shipment is {shipment.status}; {event.event} needs {expected}")
+
+    # --- cancel and compensation ------------------------------------------------------------
+
+    @workflow.update
+    async def cancel(self, req: CancelRequest) -> Order:
+        """Cancel the order: everything done so far is compensated."""
+        self.request_interrupt("cancel", req.reason)
+        await workflow.wait_condition(
+            lambda: self._terminal or (self._compensating and self.failed is not None)
+        )
+        order = self.get_order()
+        assert order is not None
+        return order
+
+    @cancel.validator
+    def _validate_cancel(self, req: CancelRequest) -> None:
+        if self.order is None:
+            raise conflict("no order has been placed yet")
+        if self._interrupt is not None:
+            raise conflict("order is already being cancelled")
+        if self.order.status not in CANCELLABLE and self.order.status != "needs_attention":
+            raise conflict(f"order is {self.order.status}: it can no longer be cancelled")
+        if any(s.status != "pending" for s in self.order.shipments):
+            raise conflict("goods have shipped: return them instead of cancelling")
+
+    async def _compensate(self, stop: ProcessInterrupted) -> None:
+        """Undo completed steps in reverse order, then end as cancelled."""
+        self._compensating = True
+        if self.order is None:
+            if self.quote is not None:
+                self.quote.status = "declined" if stop.kind == "cancel" else "rejected"
+                self.quote.note = stop.reason
+            await self._save()
+            return
+        self.order.cancel_reason = stop.reason
+        for name, undo in reversed(self._undo):
+            await undo()
+            for entry in self.steps:
+                if entry.name == name and entry.status == "done":
+                    entry.status = "compensated"
+        self._undo.clear()
+        for svc in self.order.service_orders:
+            svc.status = "cancelled"
+        for shp in self.order.shipments:
+            shp.status = "cancelled"
+        await self._set_status("cancelled")
