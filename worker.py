@@ -32,6 +32,13 @@ WORKFLOWS: Sequence[type] = (QuoteToOrderWorkflow,)
 PASSTHROUGH = ("domain", "workflows.contracts", "pydantic", "pydantic_core", "annotated_types")
 
 
+def sandbox_runner() -> SandboxedWorkflowRunner:
+    """The workflow sandbox with o2c's pure modules passed through (workers and replays)."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+    )
+
+
 def build_activities(systems: Systems, faults: Faults) -> list[Any]:
     """Every activity callable, bound to its adapters."""
     erp = ErpActivities(systems.erp, faults)
@@ -64,9 +71,6 @@ def build_worker(
     faults: Faults | None = None,
 ) -> Worker:
     """A worker for every o2c workflow and activity on ``task_queue``."""
-    runner = SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
-    )
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
@@ -74,7 +78,7 @@ def build_worker(
         activities=build_activities(systems, faults or Faults(systems.erp, settings.sandbox)),
         activity_executor=executor
         or ThreadPoolExecutor(max_workers=settings.worker_max_concurrent_activities),
-        workflow_runner=runner,
+        workflow_runner=sandbox_runner(),
         max_cached_workflows=settings.worker_max_cached_workflows,
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_local_activities=settings.worker_max_concurrent_local_activities,

@@ -151,9 +151,12 @@ class Erp(Protocol):
 
 
 class CardToken(Protocol):
-    token: str
-    brand: str
-    last4: str
+    @property
+    def token(self) -> str: ...
+    @property
+    def brand(self) -> str: ...
+    @property
+    def last4(self) -> str: ...
 
 
 class PaymentGateway(Protocol):

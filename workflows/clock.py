@@ -44,9 +44,11 @@ class ProcessClock:
                 return True
             if deadline is not None and self._time >= deadline:
                 return False
-            seen = self._time
-            self.settled_time = seen
-            await workflow.wait_condition(lambda s=seen: condition() or self._time != s)
+            self.settled_time = self._time
+            await workflow.wait_condition(self._moved_since(self._time, condition))
+
+    def _moved_since(self, seen: datetime, condition: Callable[[], bool]) -> Callable[[], bool]:
+        return lambda: condition() or self._time != seen
 
     async def _wait_wall(self, condition: Callable[[], bool], deadline: datetime | None) -> bool:
         if deadline is None:

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 from pydantic import BaseModel, ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from workflows.clock import ProcessClock
@@ -148,8 +148,10 @@ class OperableWorkflow:
         while True:
             try:
                 result = await self._execute(fn, arg, result_type, local)
-            except ActivityError as err:
-                cause = err.cause
+            except FailureError as err:
+                # Activity failures arrive as ActivityError(cause); some local-activity
+                # failures surface as the cause itself.
+                cause = err.cause if isinstance(err, ActivityError) else err
                 attempts = STEP_RETRY.maximum_attempts
                 if isinstance(cause, ApplicationError) and cause.type in expect:
                     self._finish(entry, "failed", 1, f"{cause.type}: {cause.message}")

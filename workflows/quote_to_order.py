@@ -105,7 +105,7 @@ class QuoteToOrderWorkflow(OperableWorkflow):
         self._terminal = True
         self.publish()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return QuoteToOrderResult(quote=self.quote, order=self.order)
+        return QuoteToOrderResult(quote=self.quote, order=self.get_order())
 
     # --- views ------------------------------------------------------------------------------
 
@@ -234,7 +234,9 @@ class QuoteToOrderWorkflow(OperableWorkflow):
     # --- order stage ------------------------------------------------------------------------
 
     async def _order_stage(self, payment: PaymentTerms) -> None:
-        self.order = initial_order(self.inp, payment, self.clock.now())
+        # An order placed directly was answered by the API with the input's time.
+        placed_at = self.inp.created_at if self.quote is None else self.clock.now()
+        self.order = initial_order(self.inp, payment, placed_at)
         if self.quote is not None:
             self.quote.status = "ordered"
         await self._save()

@@ -1,0 +1,296 @@
+"""Customers, payment-method references, price books, products, plans and partners."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from domain.errors import Conflict, CurrencyMismatch, InvalidInput
+from domain.pricing import CatalogLine
+from systems.db import unit_of_work
+from systems.erp.common import ErpBase, exact, page_query, require
+from systems.erp.tables import (
+    CustomerRow,
+    InvoiceRow,
+    PartnerRow,
+    PaymentMethodRow,
+    PlanRow,
+    PriceRow,
+    ProductRow,
+    StockRow,
+)
+from systems.ids import new_id
+from systems.records import (
+    Account,
+    Agreement,
+    Customer,
+    CustomerCreate,
+    Page,
+    Partner,
+    PartnerCreate,
+    PaymentMethod,
+    Plan,
+    PlanCreate,
+    PriceItem,
+    Product,
+    ProductCreate,
+    UsageCharge,
+)
+
+
+def _customer(row: CustomerRow) -> Customer:
+    return Customer.model_validate(row, from_attributes=True)
+
+
+def _product(row: ProductRow) -> Product:
+    return Product.model_validate(row, from_attributes=True)
+
+
+def _plan(row: PlanRow) -> Plan:
+    usage = [UsageCharge.model_validate(u) for u in row.usage or []]
+    return Plan(
+        id=row.id,
+        code=row.code,
+        name=row.name,
+        currency=row.currency,
+        interval=row.interval,
+        price=row.price,
+        trial_days=row.trial_days,
+        usage=usage,
+        created_at=row.created_at,
+    )
+
+
+class CatalogMixin(ErpBase):
+    def create_customer(self, data: CustomerCreate) -> Customer:
+        exact(data.credit_limit, data.currency, "credit_limit")
+        with unit_of_work(self._engine) as s:
+            if data.partner_id is not None:
+                require(s, PartnerRow, data.partner_id, "partner")
+            if data.test_clock_id is not None:
+                from systems.erp.tables import ClockRow
+
+                require(s, ClockRow, data.test_clock_id, "test clock")
+            row = CustomerRow(id=new_id("cus"), **data.model_dump())
+            s.add(row)
+            s.flush()
+            return _customer(row)
+
+    def get_customer(self, customer_id: str) -> Customer:
+        with unit_of_work(self._engine) as s:
+            return _customer(require(s, CustomerRow, customer_id, "customer"))
+
+    def list_customers(self, limit: int, cursor: str | None) -> Page[Customer]:
+        with unit_of_work(self._engine) as s:
+            rows, nxt = page_query(s, CustomerRow, [], limit, cursor)
+            return Page[Customer](data=[_customer(r) for r in rows], next_cursor=nxt)
+
+    def account(self, customer_id: str, as_of: date) -> Account:
+        """Open AR, its overdue part (due before ``as_of``) and the credit left."""
+        with unit_of_work(self._engine) as s:
+            c = require(s, CustomerRow, customer_id, "customer")
+            rows = s.exec(
+                select(InvoiceRow).where(
+                    InvoiceRow.customer_id == customer_id, InvoiceRow.status == "open"
+                )
+            ).all()
+            due = [(r.total - r.amount_paid - r.amount_credited, r.due_date) for r in rows]
+            open_ar = sum((d for d, _ in due), Decimal(0))
+            overdue = sum((d for d, when in due if when < as_of), Decimal(0))
+            return Account(
+                open_ar=open_ar,
+                overdue=overdue,
+                credit_available=max(c.credit_limit - open_ar, Decimal(0)),
+            )
+
+    def set_prices(self, customer_id: str, items: list[PriceItem]) -> list[PriceItem]:
+        """Replace the customer's price book with ``items``."""
+        with unit_of_work(self._engine) as s:
+            c = require(s, CustomerRow, customer_id, "customer")
+            for item in items:
+                currency = self._item_currency(s, item)
+                if currency != c.currency:
+                    raise CurrencyMismatch(c.currency, currency)
+                exact(item.unit_price, c.currency, "unit_price")
+            for old in s.exec(select(PriceRow).where(PriceRow.customer_id == customer_id)):
+                s.delete(old)
+            s.flush()
+            for item in items:
+                key = f"sku:{item.sku}" if item.sku else f"plan:{item.plan_code}"
+                s.add(PriceRow(customer_id=customer_id, item=key, unit_price=item.unit_price))
+        return self.get_prices(customer_id)
+
+    @staticmethod
+    def _item_currency(s: Session, item: PriceItem) -> str:
+        if item.sku is not None:
+            return require(s, ProductRow, item.sku, "product").currency
+        return require(s, PlanRow, item.plan_code, "plan").currency
+
+    def get_prices(self, customer_id: str) -> list[PriceItem]:
+        with unit_of_work(self._engine) as s:
+            require(s, CustomerRow, customer_id, "customer")
+            rows = s.exec(
+                select(PriceRow)
+                .where(PriceRow.customer_id == customer_id)
+                .order_by(col(PriceRow.item))
+            ).all()
+            return [
+                PriceItem(sku=r.item[4:], unit_price=r.unit_price)
+                if r.item.startswith("sku:")
+                else PriceItem(plan_code=r.item[5:], unit_price=r.unit_price)
+                for r in rows
+            ]
+
+    def add_payment_method(
+        self, customer_id: str, token: str, brand: str, last4: str, exp_month: int, exp_year: int
+    ) -> PaymentMethod:
+        with unit_of_work(self._engine) as s:
+            require(s, CustomerRow, customer_id, "customer")
+            row = PaymentMethodRow(
+                id=new_id("pm"),
+                customer_id=customer_id,
+                token=token,
+                brand=brand,
+                last4=last4,
+                exp_month=exp_month,
+                exp_year=exp_year,
+            )
+            s.add(row)
+            s.flush()
+            return PaymentMethod.model_validate(row, from_attributes=True)
+
+    def default_payment_method(self, customer_id: str) -> PaymentMethod | None:
+        """The newest payment method is the default."""
+        with unit_of_work(self._engine) as s:
+            row = s.exec(
+                select(PaymentMethodRow)
+                .where(PaymentMethodRow.customer_id == customer_id)
+                .order_by(col(PaymentMethodRow.created_at).desc(), col(PaymentMethodRow.id))
+            ).first()
+            return PaymentMethod.model_validate(row, from_attributes=True) if row else None
+
+    def payment_method_token(self, payment_method_id: str) -> str:
+        with unit_of_work(self._engine) as s:
+            return require(s, PaymentMethodRow, payment_method_id, "payment method").token
+
+    def create_product(self, data: ProductCreate) -> Product:
+        exact(data.unit_price, data.currency, "unit_price")
+        row = ProductRow(id=new_id("prd"), **data.model_dump(exclude={"stock"}))
+        try:
+            with unit_of_work(self._engine) as s:
+                s.add(row)
+                if data.kind == "physical":
+                    s.add(StockRow(sku=data.sku, on_hand=data.stock or 0))
+                s.flush()
+                return _product(row)
+        except IntegrityError as exc:
+            raise Conflict(f"a product with sku {data.sku} exists") from exc
+
+    def get_product(self, sku: str) -> Product:
+        with unit_of_work(self._engine) as s:
+            return _product(require(s, ProductRow, sku, "product"))
+
+    def create_plan(self, data: PlanCreate) -> Plan:
+        exact(data.price, data.currency, "price")
+        row = PlanRow(
+            id=new_id("pln"),
+            code=data.code,
+            name=data.name,
+            currency=data.currency,
+            interval=data.interval,
+            price=data.price,
+            trial_days=data.trial_days,
+            usage=[u.model_dump(mode="json") for u in data.usage],
+        )
+        try:
+            with unit_of_work(self._engine) as s:
+                s.add(row)
+                s.flush()
+                return _plan(row)
+        except IntegrityError as exc:
+            raise Conflict(f"a plan with code {data.code} exists") from exc
+
+    def get_plan(self, code: str) -> Plan:
+        with unit_of_work(self._engine) as s:
+            return _plan(require(s, PlanRow, code, "plan"))
+
+    def create_partner(self, data: PartnerCreate) -> Partner:
+        with unit_of_work(self._engine) as s:
+            row = PartnerRow(
+                id=new_id("prt"),
+                name=data.name,
+                email=data.email,
+                agreement=data.agreement.model_dump(mode="json"),
+            )
+            s.add(row)
+            s.flush()
+            return self._partner(row)
+
+    def get_partner(self, partner_id: str) -> Partner:
+        with unit_of_work(self._engine) as s:
+            return self._partner(require(s, PartnerRow, partner_id, "partner"))
+
+    @staticmethod
+    def _partner(row: PartnerRow) -> Partner:
+        return Partner(
+            id=row.id,
+            name=row.name,
+            email=row.email,
+            agreement=Agreement.model_validate(row.agreement),
+            created_at=row.created_at,
+        )
+
+    def catalog_lines(
+        self, customer_id: str, items: list[tuple[str | None, str | None]]
+    ) -> list[CatalogLine]:
+        """Each (sku, plan_code) priced for the customer: price book, then list price."""
+        with unit_of_work(self._engine) as s:
+            c = require(s, CustomerRow, customer_id, "customer")
+            book = {
+                r.item: r.unit_price
+                for r in s.exec(select(PriceRow).where(PriceRow.customer_id == customer_id))
+            }
+            out: list[CatalogLine] = []
+            for sku, plan_code in items:
+                line = self._catalog_line(s, sku, plan_code, book)
+                if line.currency != c.currency:
+                    raise InvalidInput(
+                        f"{sku or plan_code} is priced in {line.currency}, "
+                        f"the customer pays in {c.currency}"
+                    )
+                out.append(line)
+            return out
+
+    @staticmethod
+    def _catalog_line(
+        s: Session, sku: str | None, plan_code: str | None, book: dict[str, Decimal]
+    ) -> CatalogLine:
+        if sku is not None:
+            p = s.get(ProductRow, sku)
+            if p is None:
+                raise InvalidInput(f"unknown sku {sku}")
+            special = book.get(f"sku:{sku}")
+            return CatalogLine(
+                sku=sku,
+                kind=p.kind,
+                name=p.name,
+                unit_price=special if special is not None else p.unit_price,
+                currency=p.currency,
+                vendor=p.vendor,
+                from_price_book=special is not None,
+            )
+        plan = s.get(PlanRow, plan_code)
+        if plan is None:
+            raise InvalidInput(f"unknown plan {plan_code}")
+        special = book.get(f"plan:{plan_code}")
+        return CatalogLine(
+            plan_code=plan_code,
+            kind="plan",
+            name=plan.name,
+            unit_price=special if special is not None else plan.price,
+            currency=plan.currency,
+            from_price_book=special is not None,
+        )

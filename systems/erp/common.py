@@ -1,0 +1,63 @@
+"""Helpers shared by the embedded ERP's parts: the base class, paging, amount checks."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel, col, select
+
+from domain.errors import InvalidInput, NotFound
+from domain.money import is_exact
+
+R = TypeVar("R", bound=SQLModel)
+MAX_LIMIT = 100
+
+
+class ErpBase:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+
+def require(session: Session, model: type[R], key: Any, kind: str) -> R:
+    row = session.get(model, key)
+    if row is None:
+        raise NotFound(kind, str(key))
+    return row
+
+
+def exact(amount: Decimal, currency: str, what: str) -> Decimal:
+    """Refuse an amount with digits below the currency's minor unit."""
+    if not is_exact(amount, currency):
+        raise InvalidInput(f"{what} {amount} has more decimals than {currency} allows")
+    return amount
+
+
+def encode_cursor(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("invalid cursor") from exc
+
+
+def page_query(
+    session: Session, model: type[R], filters: Sequence[Any], limit: int, cursor: str | None
+) -> tuple[list[R], str | None]:
+    """Rows ordered by id after ``cursor``; the next cursor when more remain."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}")
+    id_col = col(model.id)  # type: ignore[attr-defined]
+    query = select(model).where(*filters).order_by(id_col).limit(limit + 1)
+    if cursor:
+        query = query.where(id_col > decode_cursor(cursor))
+    rows = list(session.exec(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, encode_cursor(rows[-1].id) if more else None  # type: ignore[attr-defined]

@@ -1,0 +1,134 @@
+"""Platform records kept beside the ERP: process read models, API keys, idempotency
+records, test clocks and sandbox fault modes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from domain.errors import Conflict, NotFound
+from systems.db import unit_of_work, utcnow
+from systems.erp.common import ErpBase, require
+from systems.erp.tables import ApiKeyRow, ClockRow, DocumentRow, FaultRow, IdempotencyRow
+from systems.ids import new_id
+from systems.records import ApiKey, Fault, FaultMode, Role, SystemName, TestClock
+
+SYSTEMS: tuple[SystemName, ...] = ("erp", "payments", "notifications")
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class PlatformMixin(ErpBase):
+    def save_document(self, kind: str, doc_id: str, customer_id: str, body: dict[str, Any]) -> None:
+        with unit_of_work(self._engine) as s:
+            row = s.get(DocumentRow, (kind, doc_id))
+            if row is None:
+                row = DocumentRow(kind=kind, doc_id=doc_id, customer_id=customer_id)
+            row.body, row.updated_at = body, utcnow()
+            s.add(row)
+
+    def get_document(self, kind: str, doc_id: str) -> dict[str, Any]:
+        with unit_of_work(self._engine) as s:
+            row = s.get(DocumentRow, (kind, doc_id))
+            if row is None:
+                raise NotFound(kind, doc_id)
+            return dict(row.body or {})
+
+    def list_documents(self, kind: str, customer_id: str) -> list[dict[str, Any]]:
+        with unit_of_work(self._engine) as s:
+            rows = s.exec(
+                select(DocumentRow)
+                .where(DocumentRow.kind == kind, DocumentRow.customer_id == customer_id)
+                .order_by(col(DocumentRow.doc_id))
+            ).all()
+            return [dict(r.body or {}) for r in rows]
+
+    def create_api_key(self, name: str, role: Role) -> tuple[ApiKey, str]:
+        """A new key; only its hash is stored, the secret is returned once."""
+        secret = f"o2c_{role}_{secrets.token_urlsafe(24)}"
+        row = ApiKeyRow(
+            id=new_id("key"), name=name, role=role, prefix=secret[:12], secret_hash=_hash(secret)
+        )
+        with unit_of_work(self._engine) as s:
+            s.add(row)
+            s.flush()
+            return ApiKey.model_validate(row, from_attributes=True), secret
+
+    def authenticate(self, secret: str) -> ApiKey | None:
+        digest = _hash(secret)
+        with unit_of_work(self._engine) as s:
+            row = s.exec(select(ApiKeyRow).where(ApiKeyRow.secret_hash == digest)).first()
+            if row is None or not hmac.compare_digest(row.secret_hash, digest):
+                return None
+            return ApiKey.model_validate(row, from_attributes=True)
+
+    def idempotency_get(self, scope: str, key: str) -> tuple[str, int, str] | None:
+        with unit_of_work(self._engine) as s:
+            row = s.get(IdempotencyRow, (scope, key))
+            return (row.request_hash, row.status, row.body) if row else None
+
+    def idempotency_put(
+        self, scope: str, key: str, request_hash: str, status: int, body: str
+    ) -> tuple[str, int, str]:
+        try:
+            with unit_of_work(self._engine) as s:
+                s.add(
+                    IdempotencyRow(
+                        scope=scope, key=key, request_hash=request_hash, status=status, body=body
+                    )
+                )
+            return request_hash, status, body
+        except IntegrityError:
+            stored = self.idempotency_get(scope, key)
+            assert stored is not None
+            return stored
+
+    def create_clock(self, frozen_time: datetime) -> TestClock:
+        with unit_of_work(self._engine) as s:
+            row = ClockRow(id=new_id("clk"), frozen_time=frozen_time)
+            s.add(row)
+            s.flush()
+            return TestClock.model_validate(row, from_attributes=True)
+
+    def get_clock(self, clock_id: str) -> TestClock:
+        with unit_of_work(self._engine) as s:
+            return TestClock.model_validate(
+                require(s, ClockRow, clock_id, "test clock"), from_attributes=True
+            )
+
+    def advance_clock(self, clock_id: str, frozen_time: datetime) -> TestClock:
+        """Move the clock forward (never back) and mark it advancing."""
+        with unit_of_work(self._engine) as s:
+            row = require(s, ClockRow, clock_id, "test clock")
+            if frozen_time <= row.frozen_time:
+                raise Conflict(f"test clock is at {row.frozen_time.isoformat()}: only forward")
+            row.frozen_time, row.status = frozen_time, "advancing"
+            s.add(row)
+            return TestClock.model_validate(row, from_attributes=True)
+
+    def set_clock_status(self, clock_id: str, status: str) -> TestClock:
+        with unit_of_work(self._engine) as s:
+            row = require(s, ClockRow, clock_id, "test clock")
+            row.status = status
+            s.add(row)
+            return TestClock.model_validate(row, from_attributes=True)
+
+    def set_fault(self, system: SystemName, mode: FaultMode) -> Fault:
+        with unit_of_work(self._engine) as s:
+            row = s.get(FaultRow, system) or FaultRow(system=system)
+            row.mode = mode
+            s.add(row)
+            return Fault(system=system, mode=mode)
+
+    def faults(self) -> list[Fault]:
+        with unit_of_work(self._engine) as s:
+            modes = {r.system: r.mode for r in s.exec(select(FaultRow))}
+            return [Fault(system=x, mode=modes.get(x, "ok")) for x in SYSTEMS]

@@ -1,0 +1,104 @@
+"""Inventory: on hand, reserved, available; keyed reservations; the backorder wait list."""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from domain.errors import Conflict, InvalidInput, OutOfStock
+from systems.db import unit_of_work
+from systems.erp.common import ErpBase, require
+from systems.erp.tables import BackorderRow, ReservationRow, StockRow
+from systems.records import Inventory
+
+
+def _inventory(row: StockRow) -> Inventory:
+    return Inventory(
+        sku=row.sku,
+        on_hand=row.on_hand,
+        reserved=row.reserved,
+        available=row.on_hand - row.reserved,
+    )
+
+
+class StockMixin(ErpBase):
+    def inventory(self, sku: str) -> Inventory:
+        with unit_of_work(self._engine) as s:
+            return _inventory(require(s, StockRow, sku, "inventory"))
+
+    def adjust_inventory(self, sku: str, delta: int, reason: str) -> Inventory:
+        """Change stock on hand; it may never drop below what is reserved."""
+        with unit_of_work(self._engine) as s:
+            row = require(s, StockRow, sku, "inventory")
+            if row.on_hand + delta < row.reserved:
+                raise Conflict(
+                    f"{sku}: on hand would be {row.on_hand + delta}, below reserved {row.reserved}"
+                )
+            row.on_hand += delta
+            s.add(row)
+            return _inventory(row)
+
+    def reserve(self, key: str, order_id: str, lines: dict[str, int]) -> None:
+        """Reserve every line or none; the same key again changes nothing."""
+        if any(q <= 0 for q in lines.values()):
+            raise InvalidInput("reserved quantities must be positive")
+        with unit_of_work(self._engine) as s:
+            if s.get(ReservationRow, key) is not None:
+                return
+            rows = {sku: require(s, StockRow, sku, "inventory") for sku in sorted(lines)}
+            short = {
+                sku: q - (rows[sku].on_hand - rows[sku].reserved)
+                for sku, q in lines.items()
+                if rows[sku].on_hand - rows[sku].reserved < q
+            }
+            if short:
+                raise OutOfStock(short)
+            for sku, q in lines.items():
+                rows[sku].reserved += q
+                s.add(rows[sku])
+            s.add(ReservationRow(key=key, order_id=order_id, lines=dict(lines)))
+
+    def _settle(self, key: str, to: str) -> None:
+        with unit_of_work(self._engine) as s:
+            res = s.get(ReservationRow, key)
+            if res is None or res.status != "active":
+                return
+            for sku, q in (res.lines or {}).items():
+                row = require(s, StockRow, sku, "inventory")
+                row.reserved -= q
+                if to == "committed":
+                    row.on_hand -= q
+                s.add(row)
+            res.status = to
+            s.add(res)
+
+    def release(self, key: str) -> None:
+        """Free an active reservation (no-op when released, committed or unknown)."""
+        self._settle(key, "released")
+
+    def commit_reservation(self, key: str) -> None:
+        """The goods left: deduct the reserved units from stock on hand, once."""
+        self._settle(key, "committed")
+
+    def add_backorder(self, process_id: str, skus: list[str]) -> None:
+        for sku in skus:
+            try:
+                with unit_of_work(self._engine) as s:
+                    exists = s.exec(
+                        select(BackorderRow).where(
+                            BackorderRow.process_id == process_id, BackorderRow.sku == sku
+                        )
+                    ).first()
+                    if exists is None:
+                        s.add(BackorderRow(process_id=process_id, sku=sku))
+            except IntegrityError:
+                continue  # a concurrent call added it
+
+    def take_backorders(self, sku: str) -> list[str]:
+        with unit_of_work(self._engine) as s:
+            rows = s.exec(
+                select(BackorderRow).where(BackorderRow.sku == sku).order_by(col(BackorderRow.id))
+            ).all()
+            for r in rows:
+                s.delete(r)
+            return [r.process_id for r in rows]

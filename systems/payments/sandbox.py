@@ -1,0 +1,212 @@
+"""The sandbox card gateway: real tokens, idempotent charges, and API.md's test cards.
+
+State lives in the database so the API tokenises and a worker charges the same token. The
+card number is never stored: only an HMAC fingerprint, brand, last four digits and the
+*behaviour* of the test card. Charges and refunds are unique per idempotency key; the
+0259 card takes the money on its first attempt and then times out, so a retry with the
+same key must find that charge instead of charging again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from domain.errors import CardDeclined, Conflict, InvalidInput, SystemUnavailable
+from domain.money import is_exact
+from systems.db import unit_of_work
+from systems.ids import new_id
+from systems.payments.tables import AttemptRow, ChargeRow, GatewaySecretRow, RefundRow, TokenRow
+
+BEHAVIOURS = {
+    "4242424242424242": "succeeds",
+    "4000000000000002": "declines:card_declined",
+    "4000000000009995": "declines:insufficient_funds",
+    "4000000000000119": "flaky",
+    "4000000000000259": "timeout",
+}
+
+
+@dataclass(frozen=True)
+class Token:
+    token: str
+    brand: str
+    last4: str
+
+
+def luhn_ok(number: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(number)):
+        d = int(ch)
+        if i % 2 == 1:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def brand_of(number: str) -> str:
+    if number.startswith("4"):
+        return "visa"
+    if number[:2] in {"34", "37"}:
+        return "amex"
+    if 51 <= int(number[:2]) <= 55 or 2221 <= int(number[:4]) <= 2720:
+        return "mastercard"
+    if number.startswith(("6011", "65")):
+        return "discover"
+    return "unknown"
+
+
+class SandboxGateway:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def _secret(self, s: Session) -> bytes:
+        row = s.get(GatewaySecretRow, 1)
+        if row is None:
+            row = GatewaySecretRow(id=1, secret=secrets.token_hex(32))
+            s.add(row)
+            s.flush()
+        return row.secret.encode()
+
+    async def tokenize(self, card_number: str, exp_month: int, exp_year: int, cvc: str) -> Token:
+        """A token for a valid, unexpired card; raises ``InvalidInput`` otherwise."""
+        number = card_number.replace(" ", "")
+        if not (number.isdigit() and 12 <= len(number) <= 19 and luhn_ok(number)):
+            raise InvalidInput("card number is not valid")
+        now = datetime.now(UTC)
+        if (exp_year, exp_month) < (now.year, now.month):
+            raise InvalidInput("card has expired")
+        if not (cvc.isdigit() and len(cvc) in (3, 4)):
+            raise InvalidInput("cvc is not valid")
+        return await asyncio.to_thread(self._store_token, number)
+
+    def _store_token(self, number: str) -> Token:
+        with unit_of_work(self._engine) as s:
+            fingerprint = hmac.new(self._secret(s), number.encode(), hashlib.sha256).hexdigest()
+            row = TokenRow(
+                token=new_id("tok"),
+                fingerprint=fingerprint,
+                behaviour=BEHAVIOURS.get(number, "succeeds"),
+                brand=brand_of(number),
+                last4=number[-4:],
+            )
+            s.add(row)
+            return Token(token=row.token, brand=row.brand, last4=row.last4)
+
+    async def charge(
+        self, key: str, token: str, amount: Decimal, currency: str, description: str
+    ) -> str:
+        """Charge once per ``key``; see the module docstring for the test cards."""
+        if amount <= 0 or not is_exact(amount, currency):
+            raise InvalidInput(f"cannot charge {amount} {currency}")
+        return await asyncio.to_thread(self._charge, key, token, amount, currency)
+
+    def _charge(self, key: str, token: str, amount: Decimal, currency: str) -> str:
+        attempt = self._count_attempt(key)
+        with unit_of_work(self._engine) as s:
+            tok = s.get(TokenRow, token)
+            if tok is None:
+                raise InvalidInput("unknown card token")
+            found = s.get(ChargeRow, key)
+        if found is not None:
+            return self._answer(found)
+        if tok.behaviour == "flaky" and attempt <= 2:
+            raise SystemUnavailable("payments", "gateway error")
+        if tok.behaviour.startswith("declines:"):
+            code = tok.behaviour.split(":", 1)[1]
+            row = self._insert(key, token, amount, currency, "declined", code)
+            return self._answer(row)
+        row = self._insert(key, token, amount, currency, "succeeded", None)
+        if tok.behaviour == "timeout" and attempt == 1:
+            raise SystemUnavailable("payments", "timeout: no answer from the gateway")
+        return self._answer(row)
+
+    def _count_attempt(self, key: str) -> int:
+        for _ in range(3):
+            try:
+                with unit_of_work(self._engine) as s:
+                    row = s.get(AttemptRow, key) or AttemptRow(key=key)
+                    row.attempts += 1
+                    s.add(row)
+                    s.flush()
+                    return row.attempts
+            except IntegrityError:
+                continue
+        raise SystemUnavailable("payments", "attempt counter contention")
+
+    def _insert(
+        self, key: str, token: str, amount: Decimal, currency: str, status: str, code: str | None
+    ) -> ChargeRow:
+        row = ChargeRow(
+            key=key,
+            charge_id=new_id("ch"),
+            token=token,
+            amount=amount,
+            currency=currency,
+            status=status,
+            decline_code=code,
+        )
+        try:
+            with unit_of_work(self._engine) as s:
+                s.add(row)
+            return row
+        except IntegrityError:  # a concurrent call with the same key won
+            with unit_of_work(self._engine) as s:
+                found = s.get(ChargeRow, key)
+                assert found is not None
+                return found
+
+    @staticmethod
+    def _answer(row: ChargeRow) -> str:
+        if row.status == "declined":
+            raise CardDeclined(row.decline_code or "card_declined")
+        return row.charge_id
+
+    async def refund(self, key: str, charge_id: str, amount: Decimal) -> str:
+        return await asyncio.to_thread(self._refund, key, charge_id, amount)
+
+    def _refund(self, key: str, charge_id: str, amount: Decimal) -> str:
+        with unit_of_work(self._engine) as s:
+            found = s.get(RefundRow, key)
+            if found is not None:
+                return found.refund_id
+            charge = s.exec(select(ChargeRow).where(ChargeRow.charge_id == charge_id)).first()
+            if charge is None or charge.status != "succeeded":
+                raise Conflict(f"no successful charge {charge_id}")
+            if amount <= 0 or amount > charge.amount - charge.refunded:
+                raise Conflict(f"cannot refund {amount} of {charge_id}")
+            charge.refunded += amount
+            row = RefundRow(key=key, refund_id=new_id("re"), charge_id=charge_id, amount=amount)
+            s.add_all([charge, row])
+            return row.refund_id
+
+    async def charges_for_key(self, key: str) -> int:
+        def count() -> int:
+            with unit_of_work(self._engine) as s:
+                row = s.get(ChargeRow, key)
+                return 1 if row is not None and row.status == "succeeded" else 0
+
+        return await asyncio.to_thread(count)
+
+    async def charge_count(self, token: str) -> int:
+        """Successful charges on ``token`` (for audits and tests)."""
+
+        def count() -> int:
+            with unit_of_work(self._engine) as s:
+                rows = s.exec(
+                    select(ChargeRow).where(
+                        ChargeRow.token == token, ChargeRow.status == "succeeded"
+                    )
+                ).all()
+                return len(rows)
+
+        return await asyncio.to_thread(count)

@@ -1,0 +1,35 @@
+"""A notifier that keeps messages in memory, one per idempotency key, and can be failed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from domain.errors import SystemUnavailable
+
+
+@dataclass
+class SentEmail:
+    key: str
+    to: str
+    subject: str
+    body: str
+
+
+@dataclass
+class FakeNotifier:
+    sent: dict[str, SentEmail] = field(default_factory=dict)
+    calls: int = 0
+
+    async def send_email(self, key: str, to: str, subject: str, body: str) -> str:
+        self.calls += 1
+        if key not in self.sent:
+            self.sent[key] = SentEmail(key, to, subject, body)
+        return f"msg-{key}"
+
+    def subjects(self) -> list[str]:
+        return [m.subject for m in self.sent.values()]
+
+
+class DownNotifier(FakeNotifier):
+    async def send_email(self, key: str, to: str, subject: str, body: str) -> str:
+        raise SystemUnavailable("notifications", "connection refused")

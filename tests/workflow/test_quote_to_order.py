@@ -1,0 +1,331 @@
+"""QuoteToOrder on the time-skipping server: every branch of the process, exact values."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+
+from tests.factories import CARD_DECLINED, CARD_OK, CARD_TIMEOUT, add_card, catalog, customer
+from tests.workflow.conftest import START, Harness
+from workflows.contracts.common import AbortRequest, ClockAdvance, ClockStatus, SkipRequest
+from workflows.contracts.quote_to_order import (
+    AcceptRequest,
+    CancelRequest,
+    NoteRequest,
+    Order,
+    Quote,
+    ShipmentEventUpdate,
+)
+
+SETUP = [{"sku": "SETUP", "quantity": 1}]
+WIDGETS = [{"sku": "WIDGET-1", "quantity": 3}]
+
+
+async def _card_customer(h: Harness, card: str = CARD_OK, **kw: str) -> str:
+    catalog(h.erp)
+    c = customer(h.erp, **kw)  # type: ignore[arg-type]
+    await add_card(h.erp, h.gateway, c.id, card)
+    return c.id
+
+
+def _conflict(err: WorkflowUpdateFailedError) -> str:
+    assert isinstance(err.cause, ApplicationError)
+    return err.cause.type or ""
+
+
+async def test_approved_quote_accepted_with_card_completes_and_is_paid(h: Harness) -> None:
+    cid = await _card_customer(h)
+    handle = await h.start(await h.input(cid, SETUP, discount="0.25"))
+    quote = await h.quote(handle)
+    assert quote.status == "pending_approval" and quote.requires_approval
+    assert (quote.subtotal, quote.discount, quote.tax, quote.total) == (
+        Decimal("150.00"),
+        Decimal("37.50"),
+        Decimal("21.38"),  # (150.00 - 37.50) x 0.19 = 21.375 -> half-up
+        Decimal("133.88"),
+    )
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await handle.execute_update("accept", AcceptRequest(payment="card_on_file"))
+    assert _conflict(err.value) == "conflict"
+    approved = await handle.execute_update("approve", NoteRequest(note="ok"), result_type=Quote)
+    assert approved.status == "open"
+    accepted = await handle.execute_update(
+        "accept", AcceptRequest(payment="card_on_file"), result_type=Quote
+    )
+    assert accepted.status == "accepted" and accepted.order_id is not None
+    result = await handle.result()
+    assert result.quote is not None and result.quote.status == "ordered"
+    order = result.order
+    assert order is not None and order.status == "completed"
+    assert [s.name for s in order.steps] == [
+        "check_credit",
+        "create_sales_order",
+        "email:order_confirmation",
+        "issue_invoice:services",
+        f"charge_invoice:{order.invoice_ids[0]}",
+    ]
+    assert all(s.status == "done" and s.attempts == 1 for s in order.steps)
+    invoice = h.erp.get_invoice(order.invoice_ids[0])
+    assert (invoice.status, invoice.total, invoice.amount_due) == (
+        "paid",
+        Decimal("133.88"),
+        Decimal("0"),
+    )
+    assert invoice.number.startswith("INV-2026-")
+    assert len(order.service_orders) == 1 and order.shipments == []
+    assert h.erp.get_document("order", order.id)["status"] == "completed"
+    assert h.notifier.subjects() == [f"Order {order.id} confirmed"]
+
+
+async def test_rejected_and_declined_quotes_end_without_an_order(h: Harness) -> None:
+    cid = await _card_customer(h)
+    rejected = await h.start(await h.input(cid, SETUP, discount="0.50"))
+    await rejected.execute_update("reject", NoteRequest(note="too much"))
+    result = await rejected.result()
+    assert result.quote is not None and result.quote.status == "rejected" and result.order is None
+    declined = await h.start(await h.input(cid, SETUP))
+    await declined.execute_update("decline", {"reason": "went elsewhere"})
+    result = await declined.result()
+    assert result.quote is not None and result.quote.status == "declined"
+    assert result.quote.note == "went elsewhere"
+
+
+async def test_quote_expires_when_validity_ends(h: Harness) -> None:
+    cid = await _card_customer(h)
+    handle = await h.start(await h.input(cid, SETUP, valid_days=7))
+    await h.env.sleep(timedelta(days=6))
+    assert (await h.quote(handle)).status == "open"
+    await h.env.sleep(timedelta(days=2))
+    result = await handle.result()
+    assert result.quote is not None and result.quote.status == "expired"
+    assert h.erp.get_document("quote", result.quote.id)["status"] == "expired"
+
+
+async def test_quote_on_a_test_clock_expires_by_the_clock_not_the_wall(h: Harness) -> None:
+    from workflows.contracts.common import ClockRef
+
+    cid = await _card_customer(h)
+    clock = ClockRef(clock_id="clk_test", frozen_time=START)
+    handle = await h.start(await h.input(cid, SETUP, valid_days=30, clock=clock))
+    await h.env.sleep(timedelta(days=60))  # the wall clock moves; the test clock does not
+    assert (await h.quote(handle)).status == "open"
+    await handle.signal("advance_clock", ClockAdvance(frozen_time=START + timedelta(days=29)))
+    status = await h.until(
+        handle,
+        "clock_status",
+        ClockStatus,
+        lambda s: s.settled_time == START + timedelta(days=29),
+    )
+    assert status.now == START + timedelta(days=29)
+    assert (await h.quote(handle)).status == "open"
+    await handle.signal("advance_clock", ClockAdvance(frozen_time=START + timedelta(days=31)))
+    result = await handle.result()
+    assert result.quote is not None and result.quote.status == "expired"
+
+
+async def test_credit_hold_waits_for_release_then_completes(h: Harness) -> None:
+    cid = await _card_customer(h, credit_limit="100.00")
+    handle = await h.start(await h.input(cid, SETUP, quote=False, payment="invoice"))
+    held = await h.until(handle, "order", Order, lambda o: o.status == "credit_hold")
+    assert held.hold_reason is not None and "exceeds credit limit 100.00" in held.hold_reason
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await handle.execute_update("retry")
+    assert _conflict(err.value) == "conflict"
+    released = await handle.execute_update("release", NoteRequest(note="vip"), result_type=Order)
+    assert released.status != "credit_hold"
+    result = await handle.result()
+    assert result.order is not None and result.order.status == "completed"
+    invoice = h.erp.get_invoice(result.order.invoice_ids[0])
+    assert invoice.status == "open" and invoice.due_date == invoice.issue_date + timedelta(days=30)
+
+
+async def test_credit_hold_cancelled_compensates_nothing_and_ends(h: Harness) -> None:
+    cid = await _card_customer(h, credit_limit="0.00")
+    handle = await h.start(await h.input(cid, WIDGETS, quote=False, payment="invoice"))
+    await h.until(handle, "order", Order, lambda o: o.status == "credit_hold")
+    await h.update_accepted(handle, "cancel", CancelRequest(reason="customer changed mind"))
+    cancelled = (await handle.result()).order
+    assert cancelled.status == "cancelled" and cancelled.cancel_reason == "customer changed mind"
+    assert h.erp.inventory("WIDGET-1").reserved == 0
+    assert [s.name for s in cancelled.steps] == ["check_credit"]
+
+
+async def test_backorder_waits_for_stock_and_continues_when_it_arrives(h: Harness) -> None:
+    cid = await _card_customer(h)
+    handle = await h.start(
+        await h.input(cid, [{"sku": "WIDGET-1", "quantity": 15}], quote=False, payment="invoice")
+    )
+    await h.until(handle, "order", Order, lambda o: o.status == "backordered")
+    assert h.erp.inventory("WIDGET-1").reserved == 0
+    h.erp.adjust_inventory("WIDGET-1", 10, "delivery")
+    assert h.erp.take_backorders("WIDGET-1") == [handle.id]
+    await handle.signal("stock_changed")
+    order = await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
+    assert h.erp.inventory("WIDGET-1").reserved == 15
+    assert [s.name for s in order.steps][:4] == [
+        "check_credit",
+        "reserve_stock",
+        "add_backorder",
+        "reserve_stock",
+    ]
+    assert order.steps[1].status == "failed" and "out_of_stock" in (order.steps[1].error or "")
+
+
+async def test_backorder_rechecks_stock_even_without_a_signal(h: Harness) -> None:
+    cid = await _card_customer(h)
+    handle = await h.start(
+        await h.input(cid, [{"sku": "WIDGET-1", "quantity": 12}], quote=False, payment="invoice")
+    )
+    await h.until(handle, "order", Order, lambda o: o.status == "backordered")
+    h.erp.adjust_inventory("WIDGET-1", 5, "found on a shelf")
+    await h.env.sleep(timedelta(hours=1, minutes=1))
+    await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
+
+
+async def test_physical_order_invoices_and_charges_on_shipment_then_completes(h: Harness) -> None:
+    cid = await _card_customer(h)
+    handle = await h.start(await h.input(cid, WIDGETS, quote=False, payment="card_on_file"))
+    order = await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
+    assert order.invoice_ids == [] and len(order.shipments) == 1
+    shipment = order.shipments[0]
+    assert [(x.sku, x.quantity) for x in shipment.lines] == [("WIDGET-1", 3)]
+    with pytest.raises(WorkflowUpdateFailedError):
+        await handle.execute_update(
+            "shipment_event", ShipmentEventUpdate(shipment_id=shipment.id, event="delivered")
+        )
+    await handle.execute_update(
+        "shipment_event",
+        ShipmentEventUpdate(shipment_id=shipment.id, event="shipped", tracking_number="1Z999"),
+    )
+    shipped = await h.until(
+        handle,
+        "order",
+        Order,
+        lambda o: o.steps[-1].name.startswith("charge_invoice:") and o.steps[-1].status == "done",
+    )
+    inv = h.erp.get_invoice(shipped.invoice_ids[0])
+    # 3 x 19.99 = 59.97; tax 59.97 x 0.19 = 11.3943 -> 11.39
+    assert (inv.subtotal, inv.tax, inv.total, inv.status) == (
+        Decimal("59.97"),
+        Decimal("11.39"),
+        Decimal("71.36"),
+        "paid",
+    )
+    stock = h.erp.inventory("WIDGET-1")
+    assert (stock.on_hand, stock.reserved) == (7, 0)
+    with pytest.raises(WorkflowUpdateFailedError):
+        await handle.execute_update("cancel", CancelRequest(reason="too late"))
+    await handle.execute_update(
+        "shipment_event", ShipmentEventUpdate(shipment_id=shipment.id, event="delivered")
+    )
+    result = await handle.result()
+    assert result.order is not None and result.order.status == "completed"
+    assert result.order.shipments[0].tracking_number == "1Z999"
+    assert result.order.shipments[0].invoice_id == inv.id
+
+
+async def test_cancel_compensates_stock_invoice_refund_and_erp_order(h: Harness) -> None:
+    cid = await _card_customer(h)
+    handle = await h.start(await h.input(cid, SETUP + WIDGETS, quote=False, payment="card_on_file"))
+    order = await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
+    paid = h.erp.get_invoice(order.invoice_ids[0])
+    assert paid.status == "paid" and h.erp.inventory("WIDGET-1").reserved == 3
+    await h.update_accepted(handle, "cancel", CancelRequest(reason="duplicate order"))
+    cancelled = (await handle.result()).order
+    assert cancelled.status == "cancelled"
+    after = h.erp.get_invoice(paid.id)
+    assert after.amount_credited == paid.total and after.amount_due == Decimal("0")
+    payments = h.erp.payments_for_invoice(paid.id)
+    assert [p.refunded for p in payments] == [paid.total]
+    assert h.erp.inventory("WIDGET-1").reserved == 0
+    by_name = {s.name: s.status for s in cancelled.steps}
+    assert by_name["reserve_stock"] == "compensated"
+    assert by_name["create_sales_order"] == "compensated"
+    assert by_name["issue_invoice:services"] == "compensated"
+    assert by_name[f"refund_invoice:{paid.id}"] == "done"
+    assert by_name["cancel_sales_order"] == "done"
+    assert cancelled.service_orders[0].status == "cancelled"
+    balance = h.erp.trial_balance("EUR")
+    assert sum(balance.values(), Decimal(0)) == Decimal(0)
+
+
+async def test_failed_step_needs_attention_then_retry_completes(h: Harness) -> None:
+    cid = await _card_customer(h)
+    h.set_fault("erp", "down")
+    handle = await h.start(await h.input(cid, SETUP, quote=False, payment="invoice"))
+    await h.env.sleep(timedelta(minutes=2))
+    order = await h.until(handle, "order", Order, lambda o: o.status == "needs_attention")
+    assert order.failed_step is not None and order.failed_step.name == "check_credit"
+    assert order.failed_step.attempts == 5
+    assert "system_unavailable" in order.failed_step.error
+    view = await h.view(handle)
+    assert view.failed_step == order.failed_step and view.status == "needs_attention"
+    h.set_fault("erp", "ok")
+    await h.update_accepted(handle, "retry")
+    result = await handle.result()
+    assert result.order is not None and result.order.status == "completed"
+    assert result.order.steps[0].attempts == 6 and result.order.failed_step is None
+    assert [s.status for s in result.order.steps][:1] == ["done"]
+
+
+async def test_skip_continues_with_the_given_result(h: Harness) -> None:
+    cid = await _card_customer(h)
+    h.set_fault("payments", "down")
+    handle = await h.start(await h.input(cid, SETUP, quote=False, payment="card_on_file"))
+    await h.env.sleep(timedelta(minutes=2))
+    order = await h.until(handle, "order", Order, lambda o: o.status == "needs_attention")
+    assert order.failed_step is not None
+    assert order.failed_step.name == f"charge_invoice:{order.invoice_ids[0]}"
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await handle.execute_update("skip", SkipRequest(result={"amount": "not money"}))
+    assert _conflict(err.value) == "invalid_input"
+    await h.update_accepted(handle, "skip", SkipRequest(result={"charge_id": "manual"}))
+    result = await handle.result()
+    assert result.order is not None and result.order.status == "completed"
+    assert result.order.steps[-1].status == "skipped"
+    assert h.erp.get_invoice(result.order.invoice_ids[0]).status == "open"
+
+
+async def test_abort_compensates_and_ends_cancelled(h: Harness) -> None:
+    cid = await _card_customer(h)
+    h.set_fault("notifications", "down")
+    handle = await h.start(await h.input(cid, WIDGETS, quote=False, payment="invoice"))
+    await h.env.sleep(timedelta(minutes=2))
+    order = await h.until(handle, "order", Order, lambda o: o.status == "needs_attention")
+    assert order.failed_step is not None and order.failed_step.name == "email:order_confirmation"
+    assert h.erp.inventory("WIDGET-1").reserved == 3
+    await h.update_accepted(handle, "abort", AbortRequest(reason="erp rejected the order"))
+    result = await handle.result()
+    assert result.order is not None and result.order.status == "cancelled"
+    assert result.order.cancel_reason == "erp rejected the order"
+    assert h.erp.inventory("WIDGET-1").reserved == 0
+    by_name = {s.name: s.status for s in result.order.steps}
+    assert by_name["reserve_stock"] == "compensated"
+    assert by_name["email:order_confirmation"] == "failed"
+
+
+async def test_charge_timed_out_after_charging_is_retried_and_charged_once(h: Harness) -> None:
+    cid = await _card_customer(h, card=CARD_TIMEOUT)
+    handle = await h.start(await h.input(cid, SETUP, quote=False, payment="card_on_file"))
+    result = await handle.result()
+    assert result.order is not None and result.order.status == "completed"
+    inv_id = result.order.invoice_ids[0]
+    charge = next(s for s in result.order.steps if s.name == f"charge_invoice:{inv_id}")
+    assert (charge.status, charge.attempts) == ("done", 2)
+    assert await h.gateway.charges_for_key(f"{handle.id}:charge:{inv_id}") == 1
+    assert h.erp.get_invoice(inv_id).status == "paid"
+    assert len(h.erp.payments_for_invoice(inv_id)) == 1
+
+
+async def test_declined_card_leaves_invoice_open_and_order_completes(h: Harness) -> None:
+    cid = await _card_customer(h, card=CARD_DECLINED)
+    handle = await h.start(await h.input(cid, SETUP, quote=False, payment="card_on_file"))
+    result = await handle.result()
+    assert result.order is not None and result.order.status == "completed"
+    charge = result.order.steps[-1]
+    assert charge.status == "failed" and (charge.error or "").startswith("card_declined")
+    assert h.erp.get_invoice(result.order.invoice_ids[0]).status == "open"
