@@ -1,0 +1,51 @@
+"""The o2c HTTP API: a factory that wires settings, systems and Temporal into FastAPI.
+
+``create_app`` takes everything it needs (tests build apps over temp databases or fakes);
+``app_from_settings`` builds the real systems — what ``o2c api`` serves.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+from api import errors
+from api.deps import AppState, TemporalProvider
+from api.metrics import Metrics
+from api.routes import catalog, customers, invoices, orders, platform, processes, quotes
+from settings import Settings
+from systems.registry import Systems, build_systems
+
+DESCRIPTION = (
+    "Order-to-cash processes as durable workflows: quotes, orders, invoices, payments and "
+    "the operations that keep them moving. Authenticate with `Authorization: Bearer <key>`."
+)
+
+
+def _operation_id(route: APIRoute) -> str:
+    tag = route.tags[0] if route.tags else "o2c"
+    return f"{tag}-{route.name}"
+
+
+def create_app(settings: Settings, systems: Systems, temporal: TemporalProvider) -> FastAPI:
+    app = FastAPI(
+        title="o2c",
+        version="0.1.0",
+        description=DESCRIPTION,
+        generate_unique_id_function=_operation_id,
+    )
+    app.state.o2c = AppState(settings=settings, systems=systems, temporal=temporal)
+    app.state.metrics = Metrics()
+    app.middleware("http")(app.state.metrics.middleware)
+    errors.install(app)
+    for module in (customers, catalog, quotes, orders, invoices, processes, platform):
+        app.include_router(module.router)
+    FastAPIInstrumentor.instrument_app(app)
+    return app
+
+
+def app_from_settings(settings: Settings) -> FastAPI:
+    """The API over the configured systems; Temporal is connected on first use."""
+    provider = TemporalProvider(settings.temporal_target, settings.temporal_namespace)
+    return create_app(settings, build_systems(settings), provider)

@@ -1,0 +1,119 @@
+"""Dependencies of the routes: settings, systems, the Temporal client, the caller's role."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from temporalio.client import Client
+
+from api.errors import TemporalUnavailable
+from settings import Settings
+from systems.ports import Erp
+from systems.records import ROLES, Role
+from systems.registry import Systems
+
+
+class TemporalProvider:
+    """Connects lazily and reconnects after a failure, so the API starts without Temporal."""
+
+    def __init__(self, target: str, namespace: str) -> None:
+        self._target, self._namespace = target, namespace
+        self._client: Client | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Client:
+        if self._client is not None:
+            return self._client
+        async with self._lock:
+            if self._client is None:
+                from clients import connect_temporal
+
+                try:
+                    self._client = await asyncio.wait_for(
+                        connect_temporal(self._target, self._namespace), timeout=5
+                    )
+                except (RuntimeError, OSError, TimeoutError) as exc:
+                    raise TemporalUnavailable(f"Temporal at {self._target} is unreachable") from exc
+            return self._client
+
+
+@dataclass(frozen=True)
+class AppState:
+    settings: Settings
+    systems: Systems
+    temporal: TemporalProvider
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    role: Role
+
+
+def app_state(request: Request) -> AppState:
+    state: AppState = request.app.state.o2c
+    return state
+
+
+StateDep = Annotated[AppState, Depends(app_state)]
+
+
+def _erp(state: StateDep) -> Erp:
+    return state.systems.erp
+
+
+def _settings(state: StateDep) -> Settings:
+    return state.settings
+
+
+async def _temporal(state: StateDep) -> Client:
+    return await state.temporal.get()
+
+
+ErpDep = Annotated[Erp, Depends(_erp)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
+TemporalDep = Annotated[Client, Depends(_temporal)]
+
+
+async def principal(
+    state: StateDep, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
+    """The caller, from ``Authorization: Bearer <key>`` (401 when missing or unknown)."""
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise HTTPException(401, "an API key is required: Authorization: Bearer <key>", challenge)
+    secret = authorization[7:].strip()
+    admin = state.settings.admin_key
+    if admin and hmac.compare_digest(secret.encode(), admin.encode()):
+        return Principal(key_id="admin", role="admin")
+    key = await run_in_threadpool(state.systems.erp.authenticate, secret)
+    if key is None:
+        raise HTTPException(401, "unknown API key", challenge)
+    return Principal(key_id=key.id, role=key.role)
+
+
+def require(role: Role) -> object:
+    """A dependency that lets only callers of ``role`` or above through (else 403)."""
+
+    async def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
+        if ROLES.index(who.role) < ROLES.index(role):
+            raise HTTPException(403, f"this action needs the {role} role; the key is {who.role}")
+        return who
+
+    return Depends(check)
+
+
+Viewer = Annotated[Principal, require("viewer")]
+ClientRole = Annotated[Principal, require("client")]
+Operator = Annotated[Principal, require("operator")]
+Admin = Annotated[Principal, require("admin")]
+
+
+def sandbox_only(state: StateDep) -> None:
+    if not state.settings.sandbox:
+        raise HTTPException(404, "sandbox features are off (O2C_SANDBOX)")

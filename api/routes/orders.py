@@ -1,0 +1,100 @@
+"""Orders: place one directly, read it live, carrier events, release a hold, cancel."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from api import process
+from api.deps import ClientRole, ErpDep, Operator, StateDep, TemporalDep, Viewer
+from api.idempotency import idempotent
+from systems.quoting import price_request, process_input
+from workflows.contracts.quote_to_order import (
+    CancelRequest,
+    NoteRequest,
+    Order,
+    OrderCreate,
+    ShipmentEvent,
+    ShipmentEventUpdate,
+    initial_order,
+)
+
+router = APIRouter(prefix="/v1/orders", tags=["orders"])
+
+
+@router.post("", status_code=201, response_model=Order)
+async def create(
+    body: OrderCreate, request: Request, who: ClientRole, state: StateDep, client: TemporalDep
+) -> Response:
+    """Place an order without a quote (list or price-book prices)."""
+    erp, settings = state.systems.erp, state.settings
+
+    async def start(make_id: Callable[[str], str]) -> Order:
+        priced = await run_in_threadpool(
+            price_request, erp, body.customer_id, body.lines, Decimal(0), settings.approval_discount
+        )
+        now, clock = await run_in_threadpool(process.clock_of, erp, priced)
+        inp = process_input(
+            priced,
+            quote_id=None,
+            order_id=make_id("ord"),
+            created_at=now,
+            clock=clock,
+            partner_id=body.partner_id,
+            payment=body.payment,
+        )
+        await process.start(client, settings, inp, "received")
+        return initial_order(inp, body.payment, now)
+
+    return await idempotent(request, who, erp, 201, start)
+
+
+@router.get("/{order_id}", response_model=Order)
+async def get(order_id: str, _: Viewer, erp: ErpDep, client: TemporalDep) -> Order:
+    """An order, live: status, steps, shipments, invoices."""
+    return await process.read_order(client, erp, order_id)
+
+
+async def _update(
+    client: TemporalDep, erp: ErpDep, order_id: str, name: str, body: object
+) -> Order:
+    pid = await process.order_process(erp, order_id)
+    result: Order = await client.get_workflow_handle(pid).execute_update(
+        name, body, result_type=Order
+    )
+    return result
+
+
+@router.post("/{order_id}/shipments/{shipment_id}/events", response_model=Order)
+async def shipment_event(
+    order_id: str,
+    shipment_id: str,
+    body: ShipmentEvent,
+    _: ClientRole,
+    erp: ErpDep,
+    client: TemporalDep,
+) -> Order:
+    """The carrier's callback: a shipment was shipped or delivered."""
+    event = ShipmentEventUpdate(
+        shipment_id=shipment_id, event=body.event, tracking_number=body.tracking_number
+    )
+    return await _update(client, erp, order_id, "shipment_event", event)
+
+
+@router.post("/{order_id}/release", response_model=Order)
+async def release(
+    order_id: str, _: Operator, erp: ErpDep, client: TemporalDep, body: NoteRequest | None = None
+) -> Order:
+    """Release a credit hold (operator)."""
+    return await _update(client, erp, order_id, "release", body or NoteRequest())
+
+
+@router.post("/{order_id}/cancel", response_model=Order)
+async def cancel(
+    order_id: str, body: CancelRequest, _: ClientRole, erp: ErpDep, client: TemporalDep
+) -> Order:
+    """Cancel the order; what was done is compensated."""
+    return await _update(client, erp, order_id, "cancel", body)

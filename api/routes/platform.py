@@ -1,0 +1,154 @@
+"""Platform: API keys, test clocks, sandbox faults, health, readiness, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import text
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from api.deps import Admin, ErpDep, StateDep, TemporalDep, sandbox_only
+from api.errors import TemporalUnavailable
+from api.idempotency import idempotent
+from systems.records import Fault, FaultSet, Role, TestClock, TestClockCreate
+from workflows.contracts.common import SA_TEST_CLOCK, ClockAdvance, ClockStatus
+
+router = APIRouter(tags=["platform"])
+Sandbox = Annotated[None, Depends(sandbox_only)]
+log = logging.getLogger("o2c.api")
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100)
+    role: Role
+
+
+class KeyCreated(BaseModel):
+    id: str
+    name: str
+    role: Role
+    key: str
+
+
+@router.post("/v1/api-keys", status_code=201, response_model=KeyCreated)
+def create_key(body: KeyCreate, _: Admin, erp: ErpDep) -> KeyCreated:
+    """Create an API key; the secret is shown once."""
+    record, secret = erp.create_api_key(body.name, body.role)
+    return KeyCreated(id=record.id, name=record.name, role=record.role, key=secret)
+
+
+@router.post("/v1/test-clocks", status_code=201, response_model=TestClock)
+async def create_clock(
+    body: TestClockCreate, request: Request, who: Admin, _s: Sandbox, erp: ErpDep
+) -> Response:
+    """Create a test clock frozen at a time."""
+    return await idempotent(
+        request, who, erp, 201, lambda _: run_in_threadpool(erp.create_clock, body.frozen_time)
+    )
+
+
+def _clock_query(clock_id: str) -> str:
+    return f"{SA_TEST_CLOCK} = '{clock_id}' AND ExecutionStatus = 'Running'"
+
+
+async def _signal_all(client: Client, clock: TestClock, only_behind: bool) -> bool:
+    """Send the clock's time to its running processes; True when every one has settled."""
+    settled = True
+    async for wf in client.list_workflows(_clock_query(clock.id)):
+        handle = client.get_workflow_handle(wf.id)
+        try:
+            if only_behind:
+                status = await handle.query("clock_status", result_type=ClockStatus)
+                if status.settled_time is not None and status.settled_time >= clock.frozen_time:
+                    continue
+                settled = False
+            await handle.signal("advance_clock", ClockAdvance(frozen_time=clock.frozen_time))
+        except RPCError as exc:
+            log.info("process %s on clock %s: %s", wf.id, clock.id, exc.message)
+    return settled
+
+
+@router.post("/v1/test-clocks/{clock_id}/advance", response_model=TestClock)
+async def advance_clock(
+    clock_id: str,
+    body: TestClockCreate,
+    _: Admin,
+    _s: Sandbox,
+    erp: ErpDep,
+    client: TemporalDep,
+) -> TestClock:
+    """Move the clock forward; every process of its customers acts on what fell due."""
+    clock = await run_in_threadpool(erp.advance_clock, clock_id, body.frozen_time)
+    await _signal_all(client, clock, only_behind=False)
+    return clock
+
+
+@router.get("/v1/test-clocks/{clock_id}", response_model=TestClock)
+async def get_clock(
+    clock_id: str, _: Admin, _s: Sandbox, erp: ErpDep, client: TemporalDep
+) -> TestClock:
+    """The clock; ``ready`` once every process on it has acted on all that is due."""
+    clock = await run_in_threadpool(erp.get_clock, clock_id)
+    if clock.status == "advancing" and await _signal_all(client, clock, only_behind=True):
+        clock = await run_in_threadpool(erp.set_clock_status, clock_id, "ready")
+    return clock
+
+
+@router.post("/v1/sandbox/faults", response_model=Fault)
+def set_fault(body: FaultSet, _: Admin, _s: Sandbox, erp: ErpDep) -> Fault:
+    """Make a sandbox system fail (down), lag (slow) or work (ok)."""
+    return erp.set_fault(body.system, body.mode)
+
+
+@router.get("/v1/sandbox/faults", response_model=list[Fault])
+def list_faults(_: Admin, _s: Sandbox, erp: ErpDep) -> list[Fault]:
+    """The fault mode of every sandbox system."""
+    return erp.faults()
+
+
+@router.get("/healthz", tags=["health"])
+def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["health"])
+async def readyz(state: StateDep) -> JSONResponse:
+    """Readiness: Temporal and the database are reachable."""
+    checks: dict[str, Any] = {}
+    try:
+        client = await state.temporal.get()
+        await asyncio.wait_for(client.service_client.check_health(), timeout=3)
+        checks["temporal"] = "ok"
+    except (TemporalUnavailable, RPCError, TimeoutError, RuntimeError) as exc:
+        checks["temporal"] = f"unavailable: {type(exc).__name__}"
+    try:
+        await run_in_threadpool(_ping_db, state)
+        checks["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        checks["database"] = f"unavailable: {type(exc).__name__}"
+    ok = all(v == "ok" for v in checks.values())
+    headers = None if ok else {"Retry-After": "5"}
+    return JSONResponse(checks, status_code=200 if ok else 503, headers=headers)
+
+
+def _ping_db(state: StateDep) -> None:
+    engine = state.systems.erp._engine  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+@router.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+def metrics(request: Request) -> PlainTextResponse:
+    """Prometheus metrics."""
+    return PlainTextResponse(
+        request.app.state.metrics.render(), media_type="text/plain; version=0.0.4"
+    )

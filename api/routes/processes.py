@@ -1,0 +1,165 @@
+"""Operations: list processes from visibility, read one, retry / skip / abort its step."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from api.deps import Operator, SettingsDep, TemporalDep, Viewer
+from domain.errors import InvalidInput
+from workflows.contracts.common import (
+    SA_CUSTOMER_ID,
+    SA_NEEDS_ATTENTION,
+    SA_PROCESS_TYPE,
+    SA_STATUS,
+    AbortRequest,
+    FailedStep,
+    OperatorAck,
+    ProcessType,
+    ProcessView,
+    SkipRequest,
+    Step,
+)
+from workflows.operable import SA_ATTENTION_KEY, SA_CUSTOMER_KEY, SA_STATUS_KEY, SA_TYPE_KEY
+
+router = APIRouter(prefix="/v1/processes", tags=["processes"])
+
+
+class ProcessSummary(BaseModel):
+    process_id: str
+    type: str | None
+    status: str | None
+    customer_id: str | None
+    started_at: datetime
+    needs_attention: bool
+
+
+class ProcessPage(BaseModel):
+    data: list[ProcessSummary]
+    next_cursor: str | None
+
+
+class ProcessDetail(BaseModel):
+    process_id: str
+    type: str
+    status: str
+    customer_id: str | None
+    steps: list[Step]
+    failed_step: FailedStep | None
+    history_length: int
+    temporal_ui_url: str
+
+
+def _quote(value: str) -> str:
+    if not value or any(c in value for c in "'\"\\"):
+        raise InvalidInput(f"invalid filter value: {value!r}")
+    return f"'{value}'"
+
+
+def visibility_query(type_: ProcessType | None, status: str | None, customer_id: str | None) -> str:
+    """The Temporal visibility query for the filters of ``GET /v1/processes``."""
+    parts = [f"{SA_PROCESS_TYPE} IS NOT NULL"]
+    if type_:
+        parts.append(f"{SA_PROCESS_TYPE} = {_quote(type_)}")
+    if status == "needs_attention":
+        parts.append(f"{SA_NEEDS_ATTENTION} = true")
+    elif status:
+        parts.append(f"{SA_STATUS} = {_quote(status)}")
+    if customer_id:
+        parts.append(f"{SA_CUSTOMER_ID} = {_quote(customer_id)}")
+    return " AND ".join(parts)
+
+
+@router.get("", response_model=ProcessPage)
+async def list_(
+    _: Viewer,
+    client: TemporalDep,
+    type: ProcessType | None = None,  # noqa: A002
+    status: str | None = Query(None, max_length=64),
+    customer_id: str | None = None,
+    limit: int = Query(50, ge=1, le=100),
+    cursor: str | None = None,
+) -> ProcessPage:
+    """Processes from Temporal visibility (eventually consistent)."""
+    token = _decode(cursor) if cursor else None
+    it = client.list_workflows(
+        visibility_query(type, status, customer_id), page_size=limit, next_page_token=token
+    )
+    await it.fetch_next_page()
+    data = [_summary(wf) for wf in it.current_page or []]
+    nxt = it.next_page_token
+    return ProcessPage(
+        data=data, next_cursor=base64.urlsafe_b64encode(nxt).decode() if nxt else None
+    )
+
+
+def _decode(cursor: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(cursor.encode())
+    except ValueError as exc:
+        raise InvalidInput("invalid cursor") from exc
+
+
+def _summary(wf: Any) -> ProcessSummary:
+    sa = wf.typed_search_attributes
+    return ProcessSummary(
+        process_id=wf.id,
+        type=sa.get(SA_TYPE_KEY),
+        status=sa.get(SA_STATUS_KEY),
+        customer_id=sa.get(SA_CUSTOMER_KEY),
+        started_at=wf.start_time,
+        needs_attention=bool(sa.get(SA_ATTENTION_KEY)),
+    )
+
+
+@router.get("/{process_id}", response_model=ProcessDetail)
+async def get(
+    process_id: str, _: Viewer, client: TemporalDep, settings: SettingsDep
+) -> ProcessDetail:
+    """A process: its status, timeline and the step waiting for an operator."""
+    handle = client.get_workflow_handle(process_id)
+    view = await handle.query("process", result_type=ProcessView)
+    desc = await handle.describe()
+    return ProcessDetail(
+        **view.model_dump(),
+        history_length=desc.history_length,
+        temporal_ui_url=(
+            f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}"
+            f"/workflows/{process_id}"
+        ),
+    )
+
+
+@router.post("/{process_id}/retry", response_model=OperatorAck)
+async def retry(process_id: str, _: Operator, client: TemporalDep) -> OperatorAck:
+    """Run the failed step again."""
+    ack: OperatorAck = await client.get_workflow_handle(process_id).execute_update(
+        "retry", result_type=OperatorAck
+    )
+    return ack
+
+
+@router.post("/{process_id}/skip", response_model=OperatorAck)
+async def skip(
+    process_id: str, _: Operator, client: TemporalDep, body: SkipRequest | None = None
+) -> OperatorAck:
+    """Mark the failed step done with the given result and continue."""
+    ack: OperatorAck = await client.get_workflow_handle(process_id).execute_update(
+        "skip", body or SkipRequest(), result_type=OperatorAck
+    )
+    return ack
+
+
+@router.post("/{process_id}/abort", response_model=OperatorAck)
+async def abort(
+    process_id: str, body: AbortRequest, _: Operator, client: TemporalDep
+) -> OperatorAck:
+    """Compensate what the process did and end it."""
+    ack: OperatorAck = await client.get_workflow_handle(process_id).execute_update(
+        "abort", body, result_type=OperatorAck
+    )
+    return ack

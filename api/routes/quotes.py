@@ -1,0 +1,97 @@
+"""Quotes: price, approve or reject, accept (placing the order) or decline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from api import process
+from api.deps import ClientRole, Operator, StateDep, TemporalDep, Viewer
+from api.idempotency import idempotent
+from domain.errors import NotFound
+from systems.quoting import price_request, process_input
+from workflows.contracts.quote_to_order import (
+    AcceptRequest,
+    DeclineRequest,
+    NoteRequest,
+    Quote,
+    QuoteCreate,
+    initial_quote,
+)
+
+router = APIRouter(prefix="/v1/quotes", tags=["quotes"])
+
+
+@router.post("", status_code=201, response_model=Quote)
+async def create(
+    body: QuoteCreate, request: Request, who: ClientRole, state: StateDep, client: TemporalDep
+) -> Response:
+    """Price a quote and start its process (approval when the discount needs it)."""
+    erp, settings = state.systems.erp, state.settings
+
+    async def start(make_id: Callable[[str], str]) -> Quote:
+        priced = await run_in_threadpool(
+            price_request,
+            erp,
+            body.customer_id,
+            body.lines,
+            body.discount_pct,
+            settings.approval_discount,
+        )
+        now, clock = await run_in_threadpool(process.clock_of, erp, priced)
+        inp = process_input(
+            priced,
+            quote_id=make_id("quo"),
+            order_id=make_id("ord"),
+            created_at=now,
+            clock=clock,
+            valid_days=body.valid_days,
+            partner_id=body.partner_id,
+            channel=body.channel,
+        )
+        quote = initial_quote(inp)
+        await process.start(client, settings, inp, quote.status)
+        return quote
+
+    return await idempotent(request, who, erp, 201, start)
+
+
+@router.get("/{quote_id}", response_model=Quote)
+async def get(quote_id: str, _: Viewer, state: StateDep, client: TemporalDep) -> Quote:
+    """A quote, live."""
+    try:
+        return await process.read_quote(client, state.systems.erp, quote_id)
+    except NotFound:
+        raise NotFound("quote", quote_id) from None
+
+
+async def _update(client: TemporalDep, quote_id: str, name: str, body: object) -> Quote:
+    handle = await process.quote_handle(client, quote_id)
+    result: Quote = await handle.execute_update(name, body, result_type=Quote)
+    return result
+
+
+@router.post("/{quote_id}/approve", response_model=Quote)
+async def approve(quote_id: str, body: NoteRequest, _: Operator, client: TemporalDep) -> Quote:
+    """Approve the quote's discount (operator)."""
+    return await _update(client, quote_id, "approve", body)
+
+
+@router.post("/{quote_id}/reject", response_model=Quote)
+async def reject(quote_id: str, body: NoteRequest, _: Operator, client: TemporalDep) -> Quote:
+    """Reject the quote (operator)."""
+    return await _update(client, quote_id, "reject", body)
+
+
+@router.post("/{quote_id}/accept", response_model=Quote)
+async def accept(quote_id: str, body: AcceptRequest, _: ClientRole, client: TemporalDep) -> Quote:
+    """Accept the quote: the order is placed at the quoted prices."""
+    return await _update(client, quote_id, "accept", body)
+
+
+@router.post("/{quote_id}/decline", response_model=Quote)
+async def decline(quote_id: str, body: DeclineRequest, _: ClientRole, client: TemporalDep) -> Quote:
+    """Decline the quote."""
+    return await _update(client, quote_id, "decline", body)

@@ -1,0 +1,189 @@
+"""End to end over HTTP on the real dev server and database (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from tests.factories import CARD_OK, CARD_TIMEOUT
+from tests.integration.conftest import Stack
+
+pytestmark = pytest.mark.slow
+
+
+async def _setup(stack: Stack, card: str = CARD_OK, **customer: Any) -> str:
+    http = stack.http
+    for product in (
+        {
+            "sku": "WIDGET-1",
+            "name": "Widget",
+            "kind": "physical",
+            "unit_price": "19.99",
+            "currency": "EUR",
+            "stock": 50,
+        },
+        {
+            "sku": "SETUP",
+            "name": "Setup",
+            "kind": "service",
+            "unit_price": "150.00",
+            "currency": "EUR",
+        },
+    ):
+        r = await http.post("/v1/products", json=product)
+        assert r.status_code in (201, 409), r.text
+    body = {
+        "name": "Acme GmbH",
+        "email": "billing@acme.example",
+        "currency": "EUR",
+        "credit_limit": "10000.00",
+        "tax_rate": "0.19",
+        **customer,
+    }
+    r = await http.post("/v1/customers", json=body)
+    assert r.status_code == 201, r.text
+    cid: str = r.json()["id"]
+    r = await http.post(
+        f"/v1/customers/{cid}/payment-methods",
+        json={"card_number": card, "exp_month": 12, "exp_year": 2031, "cvc": "123"},
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["last4"] == card[-4:]
+    return cid
+
+
+async def test_quote_accept_ship_deliver_ends_completed_and_paid(stack: Stack) -> None:
+    http = stack.http
+    cid = await _setup(stack)
+    r = await http.post(
+        "/v1/quotes",
+        json={
+            "customer_id": cid,
+            "lines": [{"sku": "WIDGET-1", "quantity": 2}, {"sku": "SETUP", "quantity": 1}],
+        },
+    )
+    assert r.status_code == 201, r.text
+    quote = r.json()
+    # 2 x 19.99 = 39.98; + 150.00 = 189.98; tax 189.98 x 0.19 = 36.0962 -> 36.10
+    assert (quote["status"], quote["subtotal"], quote["tax"], quote["total"]) == (
+        "open",
+        "189.98",
+        "36.10",
+        "226.08",
+    )
+    r = await http.post(f"/v1/quotes/{quote['id']}/accept", json={"payment": "card_on_file"})
+    assert r.status_code == 200, r.text
+    order_id = r.json()["order_id"]
+    order = await stack.poll(f"/v1/orders/{order_id}", lambda o: o["status"] == "fulfilling")
+    assert order["process_id"] == quote["process_id"]
+    shipment = order["shipments"][0]
+    for event in ("shipped", "delivered"):
+        r = await http.post(
+            f"/v1/orders/{order_id}/shipments/{shipment['id']}/events",
+            json={"event": event, "tracking_number": "1Z999"},
+        )
+        assert r.status_code == 200, r.text
+    order = await stack.poll(f"/v1/orders/{order_id}", lambda o: o["status"] == "completed")
+    assert len(order["invoice_ids"]) == 2
+    r = await http.get("/v1/invoices", params={"customer_id": cid})
+    invoices = r.json()["data"]
+    assert sorted(i["status"] for i in invoices) == ["paid", "paid"]
+    assert sum(Decimal(i["total"]) for i in invoices) == Decimal("226.08")
+    stock = (await http.get("/v1/inventory/WIDGET-1")).json()
+    assert (stock["on_hand"], stock["reserved"]) == (48, 0)
+    process = (await http.get(f"/v1/processes/{quote['process_id']}")).json()
+    assert process["status"] == "completed" and process["history_length"] > 0
+    listed = await stack.poll(f"/v1/processes?customer_id={cid}", lambda b: len(b["data"]) == 1)
+    assert listed["data"][0]["process_id"] == quote["process_id"]
+
+
+async def test_card_that_times_out_after_charging_is_charged_exactly_once(stack: Stack) -> None:
+    cid = await _setup(stack, card=CARD_TIMEOUT)
+    r = await stack.http.post(
+        "/v1/orders",
+        json={
+            "customer_id": cid,
+            "lines": [{"sku": "SETUP", "quantity": 1}],
+            "payment": "card_on_file",
+        },
+    )
+    assert r.status_code == 201, r.text
+    order = await stack.poll(f"/v1/orders/{r.json()['id']}", lambda o: o["status"] == "completed")
+    inv_id = order["invoice_ids"][0]
+    charge = next(s for s in order["steps"] if s["name"] == f"charge_invoice:{inv_id}")
+    assert (charge["status"], charge["attempts"]) == ("done", 2)
+    key = f"{order['process_id']}:charge:{inv_id}"
+    assert await stack.systems.gateway.charges_for_key(key) == 1
+    invoice = (await stack.http.get(f"/v1/invoices/{inv_id}")).json()
+    assert (invoice["status"], invoice["amount_paid"], invoice["amount_due"]) == (
+        "paid",
+        "178.50",
+        "0.00",
+    )
+
+
+async def test_operator_retries_a_step_that_failed_while_the_gateway_was_down(
+    stack: Stack,
+) -> None:
+    http = stack.http
+    cid = await _setup(stack)
+    r = await http.post("/v1/sandbox/faults", json={"system": "payments", "mode": "down"})
+    assert r.status_code == 200, r.text
+    r = await http.post(
+        "/v1/orders",
+        json={
+            "customer_id": cid,
+            "lines": [{"sku": "SETUP", "quantity": 1}],
+            "payment": "card_on_file",
+        },
+    )
+    order_id = r.json()["id"]
+    order = await stack.poll(
+        f"/v1/orders/{order_id}", lambda o: o["status"] == "needs_attention", timeout=60
+    )
+    failed = order["failed_step"]
+    assert failed["name"].startswith("charge_invoice:") and failed["attempts"] == 5
+    waiting = await stack.poll(
+        f"/v1/processes?status=needs_attention&customer_id={cid}",
+        lambda b: len(b["data"]) == 1,
+    )
+    assert waiting["data"][0]["needs_attention"] is True
+    await http.post("/v1/sandbox/faults", json={"system": "payments", "mode": "ok"})
+    r = await http.post(f"/v1/processes/{order['process_id']}/retry")
+    assert r.status_code == 200, r.text
+    order = await stack.poll(f"/v1/orders/{order_id}", lambda o: o["status"] == "completed")
+    assert order["failed_step"] is None
+    r = await http.post(f"/v1/processes/{order['process_id']}/retry")
+    assert r.status_code == 409
+
+
+async def test_quote_on_a_test_clock_expires_when_the_clock_passes_validity(stack: Stack) -> None:
+    http = stack.http
+    r = await http.post("/v1/test-clocks", json={"frozen_time": "2026-01-01T00:00:00Z"})
+    assert r.status_code == 201, r.text
+    clock = r.json()
+    cid = await _setup(stack, test_clock_id=clock["id"])
+    r = await http.post(
+        "/v1/quotes",
+        json={
+            "customer_id": cid,
+            "lines": [{"sku": "SETUP", "quantity": 1}],
+            "valid_days": 10,
+        },
+    )
+    quote = r.json()
+    assert quote["expires_at"].startswith("2026-01-11T00:00:00")
+    await stack.poll(f"/v1/processes?customer_id={cid}", lambda b: len(b["data"]) == 1)
+    r = await http.post(
+        f"/v1/test-clocks/{clock['id']}/advance", json={"frozen_time": "2026-01-12T00:00:00Z"}
+    )
+    assert r.status_code == 200 and r.json()["status"] == "advancing"
+    await stack.poll(f"/v1/test-clocks/{clock['id']}", lambda c: c["status"] == "ready")
+    quote = (await http.get(f"/v1/quotes/{quote['id']}")).json()
+    assert quote["status"] == "expired"
+    r = await http.post(
+        f"/v1/test-clocks/{clock['id']}/advance", json={"frozen_time": "2025-12-31T00:00:00Z"}
+    )
+    assert r.status_code == 409
