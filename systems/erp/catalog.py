@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from domain.errors import Conflict, CurrencyMismatch, InvalidInput
+from domain.money import quantize
 from domain.pricing import CatalogLine
 from systems.db import unit_of_work
 from systems.erp.common import ErpBase, exact, page_query, require
@@ -100,10 +101,11 @@ class CatalogMixin(ErpBase):
             due = [(r.total - r.amount_paid - r.amount_credited, r.due_date) for r in rows]
             open_ar = sum((d for d, _ in due), Decimal(0))
             overdue = sum((d for d, when in due if when < as_of), Decimal(0))
+            cur = c.currency
             return Account(
-                open_ar=open_ar,
-                overdue=overdue,
-                credit_available=max(c.credit_limit - open_ar, Decimal(0)),
+                open_ar=quantize(open_ar, cur),
+                overdue=quantize(overdue, cur),
+                credit_available=quantize(max(c.credit_limit - open_ar, Decimal(0)), cur),
             )
 
     def set_prices(self, customer_id: str, items: list[PriceItem]) -> list[PriceItem]:

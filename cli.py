@@ -1,0 +1,113 @@
+"""The ``o2c`` command: ``dev`` (the whole stack), ``worker``, ``api``, ``seed``,
+``smtp-sink`` and ``keys create``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+
+from settings import Settings
+
+
+def _worker(settings: Settings) -> int:
+    from telemetry import setup_telemetry
+    from worker import run_worker
+
+    setup_telemetry(settings, "o2c-worker")
+    try:
+        asyncio.run(run_worker(settings))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _api(settings: Settings) -> int:
+    import uvicorn
+
+    from api.app import app_from_settings
+    from telemetry import setup_telemetry
+
+    setup_telemetry(settings, "o2c-api")
+    uvicorn.run(
+        app_from_settings(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+    return 0
+
+
+def _seed(settings: Settings) -> int:
+    from systems.registry import build_systems
+    from systems.seed import seed_demo
+
+    report = asyncio.run(seed_demo(build_systems(settings)))
+    print("seeded demo data" if report.created else "demo data already seeded")
+    for role, cid in report.customers.items():
+        print(f"  {role:<14} {cid}")
+    return 0
+
+
+def _sink(settings: Settings) -> int:
+    from systems.notify.sink import start_sink
+
+    controller = start_sink(settings.data_dir, settings.smtp_sink_port)
+    print(f"SMTP sink on 127.0.0.1:{settings.smtp_sink_port}, mail in {settings.data_dir / 'mail'}")
+    stop = asyncio.Event()
+
+    async def wait() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+
+    asyncio.run(wait())
+    controller.stop()
+    return 0
+
+
+def _keys_create(settings: Settings, role: str, name: str) -> int:
+    from systems.registry import build_systems
+
+    record, secret = build_systems(settings).erp.create_api_key(name, role)  # type: ignore[arg-type]
+    print(f"created {record.role} key {record.id} ({record.name})")
+    print(secret)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="o2c", description="o2c order-to-cash orchestrator")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("dev", help="start Temporal, the SMTP sink, a worker and the API")
+    sub.add_parser("worker", help="run a worker")
+    sub.add_parser("api", help="serve the HTTP API and console")
+    sub.add_parser("seed", help="create the demo data once")
+    sub.add_parser("smtp-sink", help="run the local SMTP sink")
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(
+        dest="action", required=True
+    )
+    create = keys.add_parser("create", help="create a key; prints it as the last line")
+    create.add_argument("--role", required=True, choices=["viewer", "client", "operator", "admin"])
+    create.add_argument("--name", required=True)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    settings = Settings()
+    if args.command == "dev":
+        from devrunner import run_dev
+
+        return run_dev(settings)
+    if args.command == "keys":
+        return _keys_create(settings, args.role, args.name)
+    commands = {"worker": _worker, "api": _api, "seed": _seed, "smtp-sink": _sink}
+    return commands[args.command](settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
