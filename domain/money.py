@@ -54,6 +54,11 @@ MINOR_UNITS: dict[str, int] = {
     "UGX": 0,
 }
 
+# Amounts o2c accepts: below 10^15 and no finer than 10^-12 (anything else is a typo or
+# an attack on the arithmetic, e.g. "1e999999").
+MAX_MAGNITUDE = Decimal("1e15")
+MIN_MAGNITUDE = Decimal("1e-12")
+
 # Scale for intermediate ratios (proration, per-day prices) before the final rounding.
 RATIO_SCALE = Decimal("1e-9")
 
@@ -86,6 +91,8 @@ def to_decimal(value: Any) -> Decimal:
         raise InvalidAmount(f"not a decimal number: {value!r}")
     if not result.is_finite():
         raise InvalidAmount(f"not a finite number: {value!r}")
+    if result != 0 and not MIN_MAGNITUDE <= abs(result) < MAX_MAGNITUDE:
+        raise InvalidAmount(f"amount out of range: {value!r}")
     return result
 
 

@@ -78,16 +78,14 @@ async def _signal_all(client: Client, clock: TestClock, only_behind: bool) -> bo
 
 @router.post("/v1/test-clocks/{clock_id}/advance", response_model=TestClock)
 async def advance_clock(
-    clock_id: str,
-    body: TestClockCreate,
-    _: Admin,
-    _s: Sandbox,
-    erp: ErpDep,
-    client: TemporalDep,
+    clock_id: str, body: TestClockCreate, _: Admin, _s: Sandbox, state: StateDep
 ) -> TestClock:
-    """Move the clock forward; every process of its customers acts on what fell due."""
-    clock = await run_in_threadpool(erp.advance_clock, clock_id, body.frozen_time)
-    await _signal_all(client, clock, only_behind=False)
+    """Move the clock forward; every process of its customers acts on what fell due.
+
+    When Temporal is unreachable the clock still moves (503); reading it later re-sends the
+    time to every process that has not caught up."""
+    clock = await run_in_threadpool(state.systems.erp.advance_clock, clock_id, body.frozen_time)
+    await _signal_all(await state.temporal.get(), clock, only_behind=False)
     return clock
 
 

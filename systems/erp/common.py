@@ -41,6 +41,8 @@ def encode_cursor(value: str) -> str:
 
 
 def decode_cursor(cursor: str) -> str:
+    if not cursor or not all(c.isalnum() or c in "-_" for c in cursor):
+        raise InvalidInput("invalid cursor")
     try:
         return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (ValueError, UnicodeDecodeError) as exc:

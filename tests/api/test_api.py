@@ -1,0 +1,201 @@
+"""The HTTP conventions of API.md: auth and roles, problem+json, idempotency, lists."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import key
+
+CUSTOMER = {
+    "name": "Acme GmbH",
+    "email": "billing@acme.example",
+    "currency": "EUR",
+    "credit_limit": "1000.00",
+    "tax_rate": "0.19",
+}
+PRODUCT = {
+    "sku": "WIDGET-1",
+    "name": "Widget",
+    "kind": "physical",
+    "unit_price": "19.99",
+    "currency": "EUR",
+    "stock": 10,
+}
+
+
+def assert_problem(r: Any, status: int) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = r.json()
+    assert body["status"] == status and body["title"] and body["type"].startswith("https://")
+    assert "Traceback" not in r.text
+    return body
+
+
+def test_no_key_and_a_bad_key_are_401_with_a_bearer_challenge(client: TestClient) -> None:
+    r = client.get("/v1/customers", headers={"Authorization": ""})
+    assert_problem(r, 401)
+    assert r.headers["www-authenticate"] == "Bearer"
+    assert_problem(client.get("/v1/customers", headers={"Authorization": "Bearer nope"}), 401)
+
+
+def test_roles_include_the_ones_below_and_refuse_the_ones_above(client: TestClient) -> None:
+    viewer = {"Authorization": f"Bearer {key(client, 'viewer')}"}
+    operator = {"Authorization": f"Bearer {key(client, 'operator')}"}
+    assert client.get("/v1/customers", headers=viewer).status_code == 200
+    body = assert_problem(client.post("/v1/customers", json=CUSTOMER, headers=viewer), 403)
+    assert "admin" in body["detail"]
+    assert_problem(client.post("/v1/products", json=PRODUCT, headers=operator), 403)
+    assert client.post("/v1/customers", json=CUSTOMER).status_code == 201
+
+
+def test_unknown_ids_and_routes_are_404_problems(client: TestClient) -> None:
+    assert_problem(client.get("/v1/customers/cus_missing"), 404)
+    assert_problem(client.get("/v1/products/NOPE"), 404)
+    assert_problem(client.get("/v1/invoices/inv_missing"), 404)
+    assert_problem(client.get("/v1/nothing-here"), 404)
+    assert_problem(client.delete("/v1/customers"), 405)
+
+
+def test_duplicate_sku_is_409(client: TestClient) -> None:
+    assert client.post("/v1/products", json=PRODUCT).status_code == 201
+    assert_problem(client.post("/v1/products", json=PRODUCT), 409)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"credit_limit": 1000.5}, "credit_limit"),
+        ({"currency": "XXX"}, "currency"),
+        ({"email": "not-an-email"}, "email"),
+        ({"billing_day": 29}, "billing_day"),
+        ({"surprise": 1}, "surprise"),
+        ({"credit_limit": "12.345"}, None),
+        ({"credit_limit": "1e999999"}, None),
+    ],
+)
+def test_invalid_customer_input_is_422_and_creates_nothing(
+    client: TestClient, change: dict[str, Any], field: str | None
+) -> None:
+    body = assert_problem(client.post("/v1/customers", json={**CUSTOMER, **change}), 422)
+    if field is not None:
+        assert any(field in e["loc"] for e in body["errors"])
+    assert client.get("/v1/customers").json()["data"] == []
+
+
+def test_malformed_json_and_wrong_content_type_are_422(client: TestClient) -> None:
+    r = client.post(
+        "/v1/customers", content=b'{"name": ', headers={"Content-Type": "application/json"}
+    )
+    assert assert_problem(r, 422)["type"].endswith("malformed_json")
+    r = client.post("/v1/customers", content=b"name=x", headers={"Content-Type": "text/plain"})
+    assert_problem(r, 422)
+
+
+def test_idempotency_key_replays_the_first_answer_and_refuses_another_body(
+    client: TestClient,
+) -> None:
+    h = {"Idempotency-Key": "create-acme-1"}
+    first = client.post("/v1/customers", json=CUSTOMER, headers=h)
+    again = client.post("/v1/customers", json=CUSTOMER, headers=h)
+    assert first.status_code == again.status_code == 201
+    assert first.json()["id"] == again.json()["id"]
+    assert len(client.get("/v1/customers").json()["data"]) == 1
+    other = client.post("/v1/customers", json={**CUSTOMER, "name": "Other"}, headers=h)
+    assert_problem(other, 409)
+
+
+def test_quote_when_temporal_is_down_is_503_with_retry_after(client: TestClient) -> None:
+    cid = client.post("/v1/customers", json=CUSTOMER).json()["id"]
+    client.post("/v1/products", json=PRODUCT)
+    r = client.post(
+        "/v1/quotes", json={"customer_id": cid, "lines": [{"sku": "WIDGET-1", "quantity": 1}]}
+    )
+    assert_problem(r, 503)
+    assert r.headers["retry-after"] == "5"
+    assert client.get("/v1/inventory/WIDGET-1").json()["reserved"] == 0
+
+
+def test_card_is_tokenised_and_its_number_never_stored_or_echoed(
+    client: TestClient, tmp_path: Any
+) -> None:
+    cid = client.post("/v1/customers", json=CUSTOMER).json()["id"]
+    card = "4242424242424242"
+    r = client.post(
+        f"/v1/customers/{cid}/payment-methods",
+        json={"card_number": card, "exp_month": 12, "exp_year": 2031, "cvc": "123"},
+    )
+    assert r.status_code == 201 and r.json()["brand"] == "visa" and r.json()["last4"] == "4242"
+    assert card not in r.text
+    db = sqlite3.connect(tmp_path / "o2c.db")
+    for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'"):
+        for row in db.execute(f'SELECT * FROM "{table}"'):
+            assert card not in " ".join(map(str, row)), table
+    bad = client.post(
+        f"/v1/customers/{cid}/payment-methods",
+        json={"card_number": "4242424242424241", "exp_month": 12, "exp_year": 2031, "cvc": "123"},
+    )
+    assert_problem(bad, 422)
+
+
+def test_price_book_overrides_list_price_and_inventory_adjusts(client: TestClient) -> None:
+    cid = client.post("/v1/customers", json=CUSTOMER).json()["id"]
+    client.post("/v1/products", json=PRODUCT)
+    r = client.put(
+        f"/v1/customers/{cid}/prices", json={"items": [{"sku": "WIDGET-1", "unit_price": "17.50"}]}
+    )
+    assert r.status_code == 200 and r.json()["items"][0]["unit_price"] == "17.50"
+    r = client.post("/v1/inventory/WIDGET-1/adjustments", json={"delta": 5, "reason": "count"})
+    assert r.json() == {"sku": "WIDGET-1", "on_hand": 15, "reserved": 0, "available": 15}
+    assert_problem(
+        client.post("/v1/inventory/WIDGET-1/adjustments", json={"delta": -20, "reason": "loss"}),
+        409,
+    )
+
+
+def test_test_clocks_move_only_forward_and_faults_switch(client: TestClient) -> None:
+    r = client.post("/v1/test-clocks", json={"frozen_time": "2026-01-01T00:00:00Z"})
+    assert r.status_code == 201 and r.json()["status"] == "ready"
+    clk = r.json()["id"]
+    back = client.post(
+        f"/v1/test-clocks/{clk}/advance", json={"frozen_time": "2025-01-01T00:00:00Z"}
+    )
+    assert_problem(back, 409)
+    r = client.post("/v1/sandbox/faults", json={"system": "payments", "mode": "down"})
+    assert r.json() == {"system": "payments", "mode": "down"}
+    modes = {f["system"]: f["mode"] for f in client.get("/v1/sandbox/faults").json()}
+    assert modes == {"erp": "ok", "payments": "down", "notifications": "ok"}
+    assert_problem(client.post("/v1/sandbox/faults", json={"system": "bank", "mode": "down"}), 422)
+
+
+def test_lists_page_with_a_cursor(client: TestClient) -> None:
+    ids = {
+        client.post("/v1/customers", json={**CUSTOMER, "name": f"C{i}"}).json()["id"]
+        for i in range(3)
+    }
+    first = client.get("/v1/customers?limit=2").json()
+    assert len(first["data"]) == 2 and first["next_cursor"]
+    second = client.get(f"/v1/customers?limit=2&cursor={first['next_cursor']}").json()
+    assert second["next_cursor"] is None
+    assert {c["id"] for c in first["data"] + second["data"]} == ids
+    assert_problem(client.get("/v1/customers?limit=0"), 422)
+    assert_problem(client.get("/v1/customers?cursor=%%%"), 422)
+
+
+BAD_BODIES: list[Any] = [None, [], "x", 1.5, {"x": 1}, {"amount": 1.5}, {"lines": "many"}]
+
+
+def test_no_malformed_body_to_any_post_route_gets_a_500(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    posts = [p for p, ops in spec["paths"].items() if "post" in ops]
+    assert len(posts) >= 15
+    for path in posts:
+        url = path.replace("{", "").replace("}", "")
+        for body in BAD_BODIES:
+            r = client.post(url, json=body)
+            assert r.status_code < 500 or r.status_code == 503, (path, body, r.text)
+            assert r.headers["content-type"].startswith("application/problem+json"), path
