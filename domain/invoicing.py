@@ -51,9 +51,9 @@ class DraftInvoice(BaseModel):
     @model_validator(mode="after")
     def _totals_add_up(self) -> DraftInvoice:
         if self.subtotal != sum((x.amount for x in self.lines), Decimal(0)):
-            raise InvalidInput("invoice subtotal is not the sum of its lines")
+            raise ValueError("invoice subtotal is not the sum of its lines")
         if self.total != self.subtotal - self.discount + self.tax:
-            raise InvalidInput("invoice total is not subtotal - discount + tax")
+            raise ValueError("invoice total is not subtotal - discount + tax")
         return self
 
 

@@ -1,0 +1,223 @@
+"""The embedded ERP on SQLite and PostgreSQL: idempotent keys, gapless numbers, ledger."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from domain.errors import (
+    Conflict,
+    InvalidInput,
+    InvoiceNotPayable,
+    NotFound,
+    OutOfStock,
+    UnbalancedEntry,
+)
+from domain.invoicing import DraftInvoice, InvoiceLine
+from systems.db import create_schema, make_engine, unit_of_work
+from systems.erp.billing import post_entry
+from systems.erp.embedded import EmbeddedErp
+from tests.factories import catalog, customer
+from tests.pg import pg_url  # noqa: F401
+
+D = Decimal
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def erp(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EmbeddedErp]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'erp.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    engine = make_engine(url)
+    create_schema(engine)
+    if request.param == "postgresql":
+        from sqlmodel import SQLModel
+
+        with engine.begin() as conn:
+            names = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    yield EmbeddedErp(engine)
+    engine.dispose()
+
+
+def draft(customer_id: str, total: str = "119.00", issue: date = date(2026, 5, 1)) -> DraftInvoice:
+    net = (D(total) / D("1.19")).quantize(D("0.01"))
+    return DraftInvoice(
+        customer_id=customer_id,
+        currency="EUR",
+        issue_date=issue,
+        due_date=issue,
+        lines=[
+            InvoiceLine(kind="one_time", description="x", quantity=D(1), unit_price=net, amount=net)
+        ],
+        subtotal=net,
+        tax=D(total) - net,
+        total=D(total),
+    )
+
+
+def test_money_round_trips_exactly(erp: EmbeddedErp) -> None:
+    c = customer(erp, credit_limit="12345678901.23")
+    assert erp.get_customer(c.id).credit_limit == D("12345678901.23")
+    assert erp.get_customer(c.id).created_at.tzinfo is not None
+    with pytest.raises(InvalidInput):
+        customer(erp, credit_limit="1.005")
+
+
+def test_unknown_ids_raise_not_found_and_duplicate_skus_conflict(erp: EmbeddedErp) -> None:
+    with pytest.raises(NotFound):
+        erp.get_customer("cus_nope")
+    catalog(erp)
+    with pytest.raises(Conflict):
+        catalog(erp)
+
+
+def test_price_book_beats_list_price_and_unknown_items_are_invalid(erp: EmbeddedErp) -> None:
+    from systems.records import PriceItem
+
+    catalog(erp)
+    c = customer(erp)
+    erp.set_prices(c.id, [PriceItem(sku="WIDGET-1", unit_price=D("15.00"))])
+    lines = erp.catalog_lines(c.id, [("WIDGET-1", None), ("SETUP", None)])
+    assert [(x.unit_price, x.from_price_book) for x in lines] == [
+        (D("15.00"), True),
+        (D("150.00"), False),
+    ]
+    with pytest.raises(InvalidInput):
+        erp.catalog_lines(c.id, [("NOPE", None)])
+
+
+def test_reservation_is_all_or_nothing_and_idempotent_by_key(erp: EmbeddedErp) -> None:
+    catalog(erp)  # WIDGET-1: 10 on hand
+    with pytest.raises(OutOfStock) as err:
+        erp.reserve("k0", "o0", {"WIDGET-1": 11})
+    assert err.value.shortages == {"WIDGET-1": 1}
+    assert erp.inventory("WIDGET-1").reserved == 0
+    erp.reserve("k1", "o1", {"WIDGET-1": 4})
+    erp.reserve("k1", "o1", {"WIDGET-1": 4})
+    assert (erp.inventory("WIDGET-1").reserved, erp.inventory("WIDGET-1").available) == (4, 6)
+    erp.commit_reservation("k1")
+    erp.commit_reservation("k1")
+    erp.release("k1")
+    stock = erp.inventory("WIDGET-1")
+    assert (stock.on_hand, stock.reserved) == (6, 0)
+    with pytest.raises(Conflict):
+        erp.adjust_inventory("WIDGET-1", -7, "loss")
+
+
+def test_backorder_wait_list_is_taken_once(erp: EmbeddedErp) -> None:
+    erp.add_backorder("p1", ["A", "B"])
+    erp.add_backorder("p1", ["A"])
+    erp.add_backorder("p2", ["A"])
+    assert erp.take_backorders("A") == ["p1", "p2"]
+    assert erp.take_backorders("A") == []
+    assert erp.take_backorders("B") == ["p1"]
+
+
+def test_invoice_is_issued_once_per_key_with_a_ledger_entry(erp: EmbeddedErp) -> None:
+    c = customer(erp)
+    first = erp.issue_invoice("inv-key", draft(c.id))
+    again = erp.issue_invoice("inv-key", draft(c.id))
+    assert first.id == again.id and first.number == "INV-2026-000001"
+    assert erp.issue_invoice("other", draft(c.id)).number == "INV-2026-000002"
+    assert erp.issue_invoice("y27", draft(c.id, issue=date(2027, 1, 2))).number == "INV-2027-000001"
+    assert len(erp.ledger_entries()) == 3
+    assert erp.account(c.id, date(2026, 5, 2)).open_ar == D("357.00")
+    assert erp.account(c.id, date(2026, 5, 2)).overdue == D("238.00")
+
+
+def test_invoice_numbers_stay_gapless_under_concurrency_and_retries(erp: EmbeddedErp) -> None:
+    c = customer(erp)
+    errors: list[BaseException] = []
+
+    def issue(t: int) -> None:
+        try:
+            for i in range(25):
+                erp.issue_invoice(f"t{t}-{i}", draft(c.id))
+                erp.issue_invoice(f"t{t}-{i}", draft(c.id))  # a retry of the same step
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=issue, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    page, numbers, cursor = None, [], None
+    while True:
+        page = erp.list_invoices(c.id, None, 100, cursor)
+        numbers += [int(x.number.rsplit("-", 1)[1]) for x in page.data]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert sorted(numbers) == list(range(1, 201))
+
+
+def test_payments_credit_notes_refunds_and_void_keep_the_ledger_balanced(
+    erp: EmbeddedErp,
+) -> None:
+    c = customer(erp)
+    inv = erp.issue_invoice("i1", draft(c.id))
+    with pytest.raises(InvoiceNotPayable):
+        erp.record_payment("p0", inv.id, D("119.01"), "bank_transfer", "too much")
+    pay = erp.record_payment("p1", inv.id, D("119.00"), "card", "ch_1", "ch_1")
+    assert erp.record_payment("p1", inv.id, D("119.00"), "card", "ch_1", "ch_1").id == pay.id
+    assert erp.get_invoice(inv.id).status == "paid"
+    with pytest.raises(Conflict):
+        erp.void_invoice("v1", inv.id)
+    erp.issue_credit_note("cn1", inv.id, D("119.00"), "returned")
+    erp.issue_credit_note("cn1", inv.id, D("119.00"), "returned")
+    erp.record_refund("r1", pay.id, D("119.00"), "re_1")
+    erp.record_refund("r1", pay.id, D("119.00"), "re_1")
+    other = erp.issue_invoice("i2", draft(c.id, total="59.50"))
+    assert erp.void_invoice("v2", other.id).status == "void"
+    balance = erp.trial_balance("EUR")
+    assert sum(balance.values(), D(0)) == 0
+    assert balance["accounts_receivable"] == 0 and balance["cash"] == 0
+    assert erp.get_invoice(inv.id).amount_credited == D("119.00")
+
+
+def test_an_unbalanced_entry_is_refused_before_anything_is_written(erp: EmbeddedErp) -> None:
+    with pytest.raises(UnbalancedEntry):
+        with unit_of_work(erp._engine) as s:
+            post_entry(
+                s, "bad", "bad", "EUR", [("cash", D("1"), D("0")), ("revenue", D("0"), D("0.99"))]
+            )
+    assert erp.ledger_entries() == []
+
+
+def test_api_keys_are_stored_hashed(erp: EmbeddedErp) -> None:
+    record, secret = erp.create_api_key("shop", "client")
+    assert erp.authenticate(secret) == record
+    assert erp.authenticate(secret + "x") is None
+    with erp._engine.connect() as conn:
+        stored = conn.execute(text("SELECT secret_hash FROM platform_api_keys")).scalar_one()
+    assert secret not in stored and len(stored) == 64
+
+
+def test_idempotency_records_keep_the_first_writer(erp: EmbeddedErp) -> None:
+    assert erp.idempotency_put("s", "k", "h1", 201, "one") == ("h1", 201, "one")
+    assert erp.idempotency_put("s", "k", "h2", 201, "two") == ("h1", 201, "one")
+    assert erp.idempotency_get("s", "k") == ("h1", 201, "one")
+
+
+def test_clocks_move_forward_only_and_faults_default_to_ok(erp: EmbeddedErp) -> None:
+    clk = erp.create_clock(datetime(2026, 1, 1, tzinfo=UTC))
+    moved = erp.advance_clock(clk.id, datetime(2026, 2, 1, tzinfo=UTC))
+    assert moved.status == "advancing" and moved.frozen_time == datetime(2026, 2, 1, tzinfo=UTC)
+    with pytest.raises(Conflict):
+        erp.advance_clock(clk.id, datetime(2026, 1, 15, tzinfo=UTC))
+    erp.set_fault("erp", "slow")
+    assert {f.system: f.mode for f in erp.faults()} == {
+        "erp": "slow",
+        "payments": "ok",
+        "notifications": "ok",
+    }

@@ -1,0 +1,116 @@
+"""The sandbox gateway's test cards and the notifier's one-message-per-key rule."""
+
+from __future__ import annotations
+
+import socket
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from domain.errors import CardDeclined, Conflict, InvalidInput, SystemUnavailable
+from systems.db import create_schema, make_engine
+from systems.notify.sink import read_index, start_sink
+from systems.notify.smtp import SmtpNotifier
+from systems.payments.sandbox import SandboxGateway
+
+EUR = "EUR"
+
+
+@pytest.fixture
+def gw(tmp_path: Path) -> SandboxGateway:
+    engine = make_engine(f"sqlite:///{tmp_path / 'gw.db'}")
+    create_schema(engine)
+    return SandboxGateway(engine)
+
+
+async def _token(gw: SandboxGateway, number: str) -> str:
+    return (await gw.tokenize(number, 12, 2030, "123")).token
+
+
+async def test_4242_succeeds_once_per_key(gw: SandboxGateway) -> None:
+    tok = await _token(gw, "4242424242424242")
+    first = await gw.charge("k1", tok, Decimal("10.00"), EUR, "x")
+    assert await gw.charge("k1", tok, Decimal("10.00"), EUR, "x") == first
+    assert await gw.charges_for_key("k1") == 1 and await gw.charge_count(tok) == 1
+
+
+@pytest.mark.parametrize(
+    ("number", "code"),
+    [("4000000000000002", "card_declined"), ("4000000000009995", "insufficient_funds")],
+)
+async def test_declining_cards_decline_with_their_code(
+    gw: SandboxGateway, number: str, code: str
+) -> None:
+    tok = await _token(gw, number)
+    for _ in range(2):
+        with pytest.raises(CardDeclined) as err:
+            await gw.charge("k", tok, Decimal("1.00"), EUR, "x")
+        assert err.value.decline_code == code
+    assert await gw.charges_for_key("k") == 0
+
+
+async def test_0119_fails_twice_per_key_then_succeeds(gw: SandboxGateway) -> None:
+    tok = await _token(gw, "4000000000000119")
+    for _ in range(2):
+        with pytest.raises(SystemUnavailable):
+            await gw.charge("k", tok, Decimal("5.00"), EUR, "x")
+    assert await gw.charges_for_key("k") == 0
+    charge = await gw.charge("k", tok, Decimal("5.00"), EUR, "x")
+    assert charge.startswith("ch_") and await gw.charge_count(tok) == 1
+
+
+async def test_0259_charges_then_times_out_and_the_retry_returns_that_charge(
+    gw: SandboxGateway,
+) -> None:
+    tok = await _token(gw, "4000000000000259")
+    with pytest.raises(SystemUnavailable):
+        await gw.charge("k", tok, Decimal("7.00"), EUR, "x")
+    assert await gw.charges_for_key("k") == 1
+    retried = await gw.charge("k", tok, Decimal("7.00"), EUR, "x")
+    assert retried.startswith("ch_") and await gw.charge_count(tok) == 1
+
+
+async def test_tokens_never_store_the_card_number(gw: SandboxGateway) -> None:
+    await _token(gw, "4242424242424242")
+    with gw._engine.connect() as conn:
+        rows = conn.execute(text("SELECT * FROM gw_tokens")).all()
+    assert rows and all("4242424242424242" not in " ".join(map(str, r)) for r in rows)
+    with pytest.raises(InvalidInput):
+        await gw.tokenize("4242424242424241", 12, 2030, "123")
+    with pytest.raises(InvalidInput):
+        await gw.tokenize("4242424242424242", 1, 2020, "123")
+
+
+async def test_refunds_are_keyed_and_bounded(gw: SandboxGateway) -> None:
+    tok = await _token(gw, "4242424242424242")
+    ch = await gw.charge("k", tok, Decimal("10.00"), EUR, "x")
+    r1 = await gw.refund("r1", ch, Decimal("6.00"))
+    assert await gw.refund("r1", ch, Decimal("6.00")) == r1
+    with pytest.raises(Conflict):
+        await gw.refund("r2", ch, Decimal("4.01"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_notifier_sends_one_message_per_key_to_the_sink(tmp_path: Path) -> None:
+    port = _free_port()
+    sink = start_sink(tmp_path, port)
+    try:
+        engine = make_engine(f"sqlite:///{tmp_path / 'n.db'}")
+        create_schema(engine)
+        notifier = SmtpNotifier(engine, f"smtp://127.0.0.1:{port}", "billing@o2c.test")
+        a = await notifier.send_email("k1", "x@example.com", "First", "hello")
+        assert await notifier.send_email("k1", "x@example.com", "First", "hello") == a
+        await notifier.send_email("k2", "x@example.com", "Second", "hello")
+        assert [m["subject"] for m in read_index(tmp_path)] == ["First", "Second"]
+    finally:
+        sink.stop()
+    down = SmtpNotifier(engine, f"smtp://127.0.0.1:{_free_port()}", "b@o2c.test")
+    with pytest.raises(SystemUnavailable):
+        await down.send_email("k3", "x@example.com", "Third", "x")
