@@ -13,7 +13,16 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from api import errors
 from api.deps import AppState, TemporalProvider
 from api.metrics import Metrics
-from api.routes import catalog, customers, invoices, orders, platform, processes, quotes
+from api.routes import (
+    catalog,
+    console,
+    customers,
+    invoices,
+    orders,
+    platform,
+    processes,
+    quotes,
+)
 from settings import Settings
 from systems.registry import Systems, build_systems
 
@@ -39,7 +48,7 @@ def create_app(settings: Settings, systems: Systems, temporal: TemporalProvider)
     app.state.metrics = Metrics()
     app.middleware("http")(app.state.metrics.middleware)
     errors.install(app)
-    for module in (customers, catalog, quotes, orders, invoices, processes, platform):
+    for module in (customers, catalog, quotes, orders, invoices, processes, platform, console):
         app.include_router(module.router)
     FastAPIInstrumentor.instrument_app(app)
     return app
