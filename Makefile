@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint fmt typecheck test-unit test-workflow test-integration bench install clean
+.PHONY: run test lint fmt typecheck test-unit test-workflow test-integration test-browser bench install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,17 +17,23 @@ install: $(STAMP)
 run: $(STAMP)
 	O2C_SANDBOX=1 $(BIN)/o2c dev
 
+# The console's browser tests drive Debian's Chromium (installed when missing, as root).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	scripts/install-browser.sh
+	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest -q tests/unit
+	$(BIN)/python -m pytest -q tests/unit tests/api
 
 test-workflow: $(STAMP)
 	$(BIN)/python -m pytest -q tests/workflow
 
 test-integration: $(STAMP)
 	$(BIN)/python -m pytest -q tests/integration
+
+test-browser: $(STAMP)
+	scripts/install-browser.sh
+	$(BIN)/python -m pytest -q tests/browser
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

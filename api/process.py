@@ -70,16 +70,24 @@ async def start(client: Client, settings: Settings, inp: QuoteToOrderInput, stat
 async def read(
     client: Client, erp: Erp, kind: str, doc_id: str, process_id: str, model: type[M]
 ) -> M:
-    """The live view from the process, else its last saved read model."""
+    """The process's read model, written at every status change; the live query only
+    while the process has not written it yet (it answers in milliseconds after start).
+
+    Reading the database keeps pollers off the workers: a query costs a workflow task."""
+    try:
+        body = await run_in_threadpool(erp.get_document, kind, doc_id)
+        return model.model_validate(body)
+    except NotFound:
+        pass
     try:
         value = await client.get_workflow_handle(process_id).query(kind, result_type=model)
-        if isinstance(value, model):
-            return value
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
-    body = await run_in_threadpool(erp.get_document, kind, doc_id)
-    return model.model_validate(body)
+        raise NotFound(kind, doc_id) from None
+    if not isinstance(value, model):
+        raise NotFound(kind, doc_id)
+    return value
 
 
 async def quote_handle(client: Client, quote_id: str) -> WorkflowHandle[Any, Any]:

@@ -81,7 +81,10 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock up front (no deadlock on lock upgrade); readers use a
+        # plain BEGIN, which WAL lets run beside a writer.
+        read = conn.get_execution_options().get("o2c_read", False)
+        conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -94,9 +97,13 @@ def create_schema(engine: Engine) -> None:
 
 
 @contextmanager
-def unit_of_work(engine: Engine) -> Iterator[Session]:
-    """One transaction: commit on success, roll back on any error."""
-    with Session(engine, expire_on_commit=False) as session:
+def unit_of_work(engine: Engine, read: bool = False) -> Iterator[Session]:
+    """One transaction: commit on success, roll back on any error.
+
+    ``read=True`` marks a transaction that only reads (on SQLite it does not queue behind
+    writers)."""
+    bind = engine.execution_options(o2c_read=True) if read else engine
+    with Session(bind, expire_on_commit=False) as session:
         try:
             yield session
             session.commit()

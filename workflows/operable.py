@@ -113,6 +113,7 @@ class OperableWorkflow:
         self._interrupt: ProcessInterrupted | None = None
         self._compensating = False
         self._terminal = False
+        self._published: tuple[str | None, bool | None] = (None, None)
 
     # --- hooks a process overrides -----------------------------------------------------
 
@@ -239,7 +240,12 @@ class OperableWorkflow:
     # --- search attributes ----------------------------------------------------------------
 
     def publish_start(self, amount: float | None = None) -> None:
-        """Upsert the identity search attributes (type, customer, clock, amount)."""
+        """Upsert the identity search attributes (type, customer, clock, amount), unless the
+        starter already set them (the API does: it saves a visibility write per process)."""
+        known = workflow.info().typed_search_attributes
+        if known.get(SA_TYPE_KEY) is not None:
+            self._published = (known.get(SA_STATUS_KEY), known.get(SA_ATTENTION_KEY))
+            return
         updates: list[SearchAttributeUpdate[Any]] = [
             SA_TYPE_KEY.value_set(self.process_type),
             SA_CUSTOMER_KEY.value_set(self.customer_id),
@@ -254,8 +260,12 @@ class OperableWorkflow:
     def publish(self, needs_attention: bool | None = None) -> None:
         """Upsert status and needs-attention (searchable: what waits for an operator)."""
         attention = self.failed is not None if needs_attention is None else needs_attention
+        state = (self.status(), attention)
+        if state == self._published:
+            return  # every upsert is a visibility write on the server: only on change
+        self._published = state
         workflow.upsert_search_attributes(
-            [SA_STATUS_KEY.value_set(self.status()), SA_ATTENTION_KEY.value_set(attention)]
+            [SA_STATUS_KEY.value_set(state[0]), SA_ATTENTION_KEY.value_set(state[1])]
         )
 
     # --- operator updates, clock signal, queries -----------------------------------------

@@ -217,7 +217,7 @@ class BillingMixin(ErpBase):
             return _invoice(row)
 
     def get_invoice(self, invoice_id: str) -> Invoice:
-        with unit_of_work(self._engine) as s:
+        with unit_of_work(self._engine, read=True) as s:
             return _invoice(require(s, InvoiceRow, invoice_id, "invoice"))
 
     def list_invoices(
@@ -228,7 +228,7 @@ class BillingMixin(ErpBase):
             filters.append(InvoiceRow.customer_id == customer_id)
         if status is not None:
             filters.append(InvoiceRow.status == status)
-        with unit_of_work(self._engine) as s:
+        with unit_of_work(self._engine, read=True) as s:
             rows, nxt = page_query(s, InvoiceRow, filters, limit, cursor)
             return Page[Invoice](data=[_invoice(r) for r in rows], next_cursor=nxt)
 
@@ -307,7 +307,7 @@ class BillingMixin(ErpBase):
             return _payment(row)
 
     def payments_for_invoice(self, invoice_id: str) -> list[Payment]:
-        with unit_of_work(self._engine) as s:
+        with unit_of_work(self._engine, read=True) as s:
             rows = s.exec(
                 select(PaymentRow)
                 .where(PaymentRow.invoice_id == invoice_id)
@@ -316,7 +316,7 @@ class BillingMixin(ErpBase):
             return [_payment(r) for r in rows]
 
     def payments_for_customer(self, customer_id: str) -> list[Payment]:
-        with unit_of_work(self._engine) as s:
+        with unit_of_work(self._engine, read=True) as s:
             rows = s.exec(
                 select(PaymentRow)
                 .where(PaymentRow.customer_id == customer_id)
@@ -391,7 +391,7 @@ class BillingMixin(ErpBase):
     # --- ledger -----------------------------------------------------------------------------
 
     def ledger_entries(self, limit: int = 100) -> list[LedgerEntry]:
-        with unit_of_work(self._engine) as s:
+        with unit_of_work(self._engine, read=True) as s:
             entries = s.exec(
                 select(LedgerEntryRow).order_by(col(LedgerEntryRow.created_at).desc()).limit(limit)
             ).all()
@@ -417,7 +417,7 @@ class BillingMixin(ErpBase):
 
     def trial_balance(self, currency: str) -> dict[str, Decimal]:
         """Debits minus credits per account; the balances always sum to zero."""
-        with unit_of_work(self._engine) as s:
+        with unit_of_work(self._engine, read=True) as s:
             rows = s.exec(
                 select(LedgerPostingRow).where(LedgerPostingRow.currency == currency)
             ).all()

@@ -81,17 +81,17 @@ class CatalogMixin(ErpBase):
             return _customer(row)
 
     def get_customer(self, customer_id: str) -> Customer:
-        with unit_of_work(self._engine) as s:
+        with unit_of_work(self._engine, read=True) as s:
             return _customer(require(s, CustomerRow, customer_id, "customer"))
 
     def list_customers(self, limit: int, cursor: str | None) -> Page[Customer]:
-        with unit_of_work(self._engine) as s:
+        with unit_of_work(self._engine, read=True) as s:
             rows, nxt = page_query(s, CustomerRow, [], limit, cursor)
             return Page[Customer](data=[_customer(r) for r in rows], next_cursor=nxt)
 
     def account(self, customer_id: str, as_of: date) -> Account:
         """Open AR, its overdue part (due before ``as_of``) and the credit left."""
-        with unit_of_work(self._engine) as s:
+        with unit_of_work(self._engine, read=True) as s:
             c = require(s, CustomerRow, customer_id, "customer")
             rows = s.exec(
                 select(InvoiceRow).where(
@@ -132,7 +132,7 @@ class CatalogMixin(ErpBase):
         return require(s, PlanRow, item.plan_code, "plan").currency
 
     def get_prices(self, customer_id: str) -> list[PriceItem]:
-        with unit_of_work(self._engine) as s:
+        with unit_of_work(self._engine, read=True) as s:
             require(s, CustomerRow, customer_id, "customer")
             rows = s.exec(
                 select(PriceRow)
@@ -166,7 +166,7 @@ class CatalogMixin(ErpBase):
 
     def default_payment_method(self, customer_id: str) -> PaymentMethod | None:
         """The newest payment method is the default."""
-        with unit_of_work(self._engine) as s:
+        with unit_of_work(self._engine, read=True) as s:
             row = s.exec(
                 select(PaymentMethodRow)
                 .where(PaymentMethodRow.customer_id == customer_id)
@@ -175,7 +175,7 @@ class CatalogMixin(ErpBase):
             return PaymentMethod.model_validate(row, from_attributes=True) if row else None
 
     def payment_method_token(self, payment_method_id: str) -> str:
-        with unit_of_work(self._engine) as s:
+        with unit_of_work(self._engine, read=True) as s:
             return require(s, PaymentMethodRow, payment_method_id, "payment method").token
 
     def create_product(self, data: ProductCreate) -> Product:
@@ -192,7 +192,7 @@ class CatalogMixin(ErpBase):
             raise Conflict(f"a product with sku {data.sku} exists") from exc
 
     def get_product(self, sku: str) -> Product:
-        with unit_of_work(self._engine) as s:
+        with unit_of_work(self._engine, read=True) as s:
             return _product(require(s, ProductRow, sku, "product"))
 
     def create_plan(self, data: PlanCreate) -> Plan:
@@ -216,7 +216,7 @@ class CatalogMixin(ErpBase):
             raise Conflict(f"a plan with code {data.code} exists") from exc
 
     def get_plan(self, code: str) -> Plan:
-        with unit_of_work(self._engine) as s:
+        with unit_of_work(self._engine, read=True) as s:
             return _plan(require(s, PlanRow, code, "plan"))
 
     def create_partner(self, data: PartnerCreate) -> Partner:
@@ -232,7 +232,7 @@ class CatalogMixin(ErpBase):
             return self._partner(row)
 
     def get_partner(self, partner_id: str) -> Partner:
-        with unit_of_work(self._engine) as s:
+        with unit_of_work(self._engine, read=True) as s:
             return self._partner(require(s, PartnerRow, partner_id, "partner"))
 
     @staticmethod
@@ -249,7 +249,7 @@ class CatalogMixin(ErpBase):
         self, customer_id: str, items: list[tuple[str | None, str | None]]
     ) -> list[CatalogLine]:
         """Each (sku, plan_code) priced for the customer: price book, then list price."""
-        with unit_of_work(self._engine) as s:
+        with unit_of_work(self._engine, read=True) as s:
             c = require(s, CustomerRow, customer_id, "customer")
             book = {
                 r.item: r.unit_price

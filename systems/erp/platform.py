@@ -36,14 +36,14 @@ class PlatformMixin(ErpBase):
             s.add(row)
 
     def get_document(self, kind: str, doc_id: str) -> dict[str, Any]:
-        with unit_of_work(self._engine) as s:
+        with unit_of_work(self._engine, read=True) as s:
             row = s.get(DocumentRow, (kind, doc_id))
             if row is None:
                 raise NotFound(kind, doc_id)
             return dict(row.body or {})
 
     def list_documents(self, kind: str, customer_id: str) -> list[dict[str, Any]]:
-        with unit_of_work(self._engine) as s:
+        with unit_of_work(self._engine, read=True) as s:
             rows = s.exec(
                 select(DocumentRow)
                 .where(DocumentRow.kind == kind, DocumentRow.customer_id == customer_id)
@@ -64,14 +64,14 @@ class PlatformMixin(ErpBase):
 
     def authenticate(self, secret: str) -> ApiKey | None:
         digest = _hash(secret)
-        with unit_of_work(self._engine) as s:
+        with unit_of_work(self._engine, read=True) as s:
             row = s.exec(select(ApiKeyRow).where(ApiKeyRow.secret_hash == digest)).first()
             if row is None or not hmac.compare_digest(row.secret_hash, digest):
                 return None
             return ApiKey.model_validate(row, from_attributes=True)
 
     def idempotency_get(self, scope: str, key: str) -> tuple[str, int, str] | None:
-        with unit_of_work(self._engine) as s:
+        with unit_of_work(self._engine, read=True) as s:
             row = s.get(IdempotencyRow, (scope, key))
             return (row.request_hash, row.status, row.body) if row else None
 
@@ -99,7 +99,7 @@ class PlatformMixin(ErpBase):
             return TestClock.model_validate(row, from_attributes=True)
 
     def get_clock(self, clock_id: str) -> TestClock:
-        with unit_of_work(self._engine) as s:
+        with unit_of_work(self._engine, read=True) as s:
             return TestClock.model_validate(
                 require(s, ClockRow, clock_id, "test clock"), from_attributes=True
             )
@@ -129,6 +129,6 @@ class PlatformMixin(ErpBase):
             return Fault(system=system, mode=mode)
 
     def faults(self) -> list[Fault]:
-        with unit_of_work(self._engine) as s:
+        with unit_of_work(self._engine, read=True) as s:
             modes = {r.system: r.mode for r in s.exec(select(FaultRow))}
             return [Fault(system=x, mode=modes.get(x, "ok")) for x in SYSTEMS]

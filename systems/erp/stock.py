@@ -23,7 +23,7 @@ def _inventory(row: StockRow) -> Inventory:
 
 class StockMixin(ErpBase):
     def inventory(self, sku: str) -> Inventory:
-        with unit_of_work(self._engine) as s:
+        with unit_of_work(self._engine, read=True) as s:
             return _inventory(require(s, StockRow, sku, "inventory"))
 
     def adjust_inventory(self, sku: str, delta: int, reason: str) -> Inventory:

@@ -19,13 +19,14 @@ class _Handler:
     def __init__(self, folder: Path) -> None:
         self._folder = folder
         self._lock = threading.Lock()
+        self._count = len(list(folder.glob("*.eml")))
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         raw: bytes = envelope.original_content or envelope.content
         msg = message_from_bytes(raw)
         with self._lock:
-            n = len(list(self._folder.glob("*.eml"))) + 1
-            (self._folder / f"{n:06d}.eml").write_bytes(raw)
+            self._count += 1
+            (self._folder / f"{self._count:06d}.eml").write_bytes(raw)
             entry = {
                 "message_id": msg.get("Message-ID"),
                 "from": envelope.mail_from,

@@ -208,8 +208,8 @@ def test_console_is_served_with_a_strict_policy_and_no_path_traversal(
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert "default-src 'self'" in r.headers["content-security-policy"]
     assert '<script type="module" src="/console/static/app.js">' in r.text
-    assert client.get("/console/static/app.js").headers["content-type"].startswith(
-        "text/javascript"
+    assert (
+        client.get("/console/static/app.js").headers["content-type"].startswith("text/javascript")
     )
     for bad in ("..%2Fapp.py", "%2E%2E%2Froutes%2Fconsole.py", ".hidden.js", "missing.js"):
         assert client.get(f"/console/static/{bad}").status_code == 404, bad

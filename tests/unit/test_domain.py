@@ -57,7 +57,7 @@ def test_money_refuses_mixed_currencies_and_is_immutable() -> None:
     with pytest.raises(CurrencyMismatch):
         _ = eur + Money("1", "USD")
     with pytest.raises(AttributeError):
-        eur.amount = D(1)  # type: ignore[misc]
+        eur.amount = D(1)
     assert Money.of("1.005", "eur") == Money("1.01", "EUR")
     assert (eur - Money("0.01", "EUR")).amount == D("9.99")
 
@@ -68,7 +68,7 @@ class _M(BaseModel):
 
 def test_amount_fields_refuse_floats_and_serialize_as_strings() -> None:
     with pytest.raises(ValidationError):
-        _M(a=1.1)  # type: ignore[arg-type]
+        _M(a=1.1)
     assert _M(a=D("12.50")).model_dump_json() == '{"a":"12.50"}'
 
 
@@ -77,7 +77,7 @@ def _item(price: str, kind: str = "service", currency: str = "EUR") -> CatalogLi
         sku="X",
         kind=kind,
         name="x",
-        unit_price=D(price),  # type: ignore[arg-type]
+        unit_price=D(price),
         currency=currency,
     )
 
@@ -127,7 +127,7 @@ def _line(kind: str, sku: str, qty: int) -> PricedLine:
         kind=kind,
         description=sku,
         quantity=qty,
-        unit_price=D("1"),  # type: ignore[arg-type]
+        unit_price=D("1"),
         amount=D(qty),
     )
 

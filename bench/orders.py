@@ -1,0 +1,230 @@
+"""Benchmark: orders per second through the API, end to end, against a bare workflow.
+
+Starts the whole stack with ``o2c dev`` in a temporary data folder on free ports, seeds a
+customer with a card on file and a service product, then places service-only orders
+(``card_on_file``) through ``POST /v1/orders`` with a fixed number in flight, polling
+``GET /v1/orders/{id}`` until each is ``completed``. It reports orders/s and the p50/p99
+placed → completed latency, then runs the same number of bare workflows — as many no-op
+regular activities as the order has steps — on the same server and prints the ratio.
+
+    python -m bench.orders [--orders 200] [--concurrency 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from opentelemetry import trace
+from temporalio.contrib.opentelemetry import create_tracer_provider
+from temporalio.worker import Worker
+
+from bench.bare import BareWorkflow, noop
+from clients import connect_temporal
+
+# A client polling four times a second: latencies are measured to that resolution.
+POLL_SECONDS = 0.25
+ORDER_STEPS = 5  # check_credit, create_sales_order, email, issue_invoice, charge_invoice
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_stack(data_dir: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    o2c = Path(sys.executable).parent / "o2c"
+    log = open(data_dir / "dev.log", "wb")  # noqa: SIM115 - lives as long as the stack
+    return subprocess.Popen([str(o2c), "dev"], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+async def wait_ready(base: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=base) as http:
+        while time.monotonic() < deadline:
+            try:
+                if (await http.get("/readyz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.5)
+    raise RuntimeError("the stack did not become ready")
+
+
+async def seed(http: httpx.AsyncClient) -> str:
+    sku = f"BENCH-{uuid.uuid4().hex[:8]}"
+    r = await http.post(
+        "/v1/products",
+        json={
+            "sku": sku,
+            "name": "Bench service",
+            "kind": "service",
+            "unit_price": "10.00",
+            "currency": "EUR",
+        },
+    )
+    r.raise_for_status()
+    r = await http.post(
+        "/v1/customers",
+        json={
+            "name": "Bench Co",
+            "email": "bench@example.com",
+            "currency": "EUR",
+            "credit_limit": "100000000.00",
+            "tax_rate": "0.19",
+        },
+    )
+    r.raise_for_status()
+    cid = r.json()["id"]
+    r = await http.post(
+        f"/v1/customers/{cid}/payment-methods",
+        json={"card_number": "4242424242424242", "exp_month": 12, "exp_year": 2035, "cvc": "123"},
+    )
+    r.raise_for_status()
+    return f"{cid}:{sku}"
+
+
+async def one_order(http: httpx.AsyncClient, cid: str, sku: str) -> float:
+    start = time.perf_counter()
+    r = await http.post(
+        "/v1/orders",
+        json={
+            "customer_id": cid,
+            "lines": [{"sku": sku, "quantity": 1}],
+            "payment": "card_on_file",
+        },
+    )
+    r.raise_for_status()
+    oid = r.json()["id"]
+    while True:
+        await asyncio.sleep(POLL_SECONDS)
+        r = await http.get(f"/v1/orders/{oid}")
+        if r.status_code == 200 and r.json()["status"] == "completed":
+            return time.perf_counter() - start
+        if r.status_code == 200 and r.json()["status"] in ("needs_attention", "cancelled"):
+            raise RuntimeError(f"order {oid} ended {r.json()['status']}")
+
+
+async def run_orders(base: str, key: str, n: int, concurrency: int) -> tuple[float, list[float]]:
+    limits = httpx.Limits(max_connections=concurrency * 2)
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=60) as http:
+        cid, sku = (await seed(http)).split(":")
+        await asyncio.gather(*(one_order(http, cid, sku) for _ in range(min(10, n))))  # warm-up
+        sem = asyncio.Semaphore(concurrency)
+
+        async def bounded() -> float:
+            async with sem:
+                return await one_order(http, cid, sku)
+
+        start = time.perf_counter()
+        latencies = await asyncio.gather(*(bounded() for _ in range(n)))
+        return time.perf_counter() - start, list(latencies)
+
+
+async def run_bare(target: str, n: int, concurrency: int) -> tuple[float, list[float]]:
+    trace.set_tracer_provider(create_tracer_provider())  # the tracing plugin requires it
+    client = await connect_temporal(target)
+    queue = f"bench-{uuid.uuid4()}"
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[BareWorkflow],
+        activities=[noop],
+        max_cached_workflows=1000,
+        max_concurrent_activities=200,
+    ):
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one() -> float:
+            async with sem:
+                t = time.perf_counter()
+                await client.execute_workflow(
+                    BareWorkflow.run, ORDER_STEPS, id=f"bare-{uuid.uuid4()}", task_queue=queue
+                )
+                return time.perf_counter() - t
+
+        await asyncio.gather(*(one() for _ in range(min(10, n))))  # warm-up
+        start = time.perf_counter()
+        latencies = await asyncio.gather(*(one() for _ in range(n)))
+        return time.perf_counter() - start, list(latencies)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def report(label: str, n: int, elapsed: float, lat: list[float]) -> float:
+    rate = n / elapsed
+    print(
+        f"{label:<34} {rate:7.1f}/s   p50 {statistics.median(lat) * 1000:7.0f} ms"
+        f"   p99 {pct(lat, 0.99) * 1000:7.0f} ms   ({n} in {elapsed:.1f} s)"
+    )
+    return rate
+
+
+async def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=20)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="o2c-bench-") as tmp:
+        data = Path(tmp)
+        ports = {
+            k: str(free_port())
+            for k in (
+                "O2C_API_PORT",
+                "O2C_TEMPORAL_PORT",
+                "O2C_TEMPORAL_UI_PORT",
+                "O2C_SMTP_SINK_PORT",
+            )
+        }
+        key = "o2c_admin_bench_" + uuid.uuid4().hex
+        env = {
+            **os.environ,
+            **ports,
+            "O2C_DATA_DIR": str(data),
+            "O2C_ADMIN_KEY": key,
+            "O2C_SANDBOX": "1",
+        }
+        for var in ("O2C_TEMPORAL_ADDRESS", "O2C_DATABASE_URL", "O2C_SMTP_URL"):
+            env.pop(var, None)
+        stack = start_stack(data, env)
+        base = f"http://127.0.0.1:{ports['O2C_API_PORT']}"
+        try:
+            await wait_ready(base)
+            print(
+                f"o2c bench: {args.orders} orders, {args.concurrency} in flight, "
+                f"{os.cpu_count()} cores"
+            )
+            elapsed, lat = await run_orders(base, key, args.orders, args.concurrency)
+            order_rate = report("orders via API (placed->completed)", args.orders, elapsed, lat)
+            target = f"127.0.0.1:{ports['O2C_TEMPORAL_PORT']}"
+            elapsed, lat = await run_bare(target, args.orders, args.concurrency)
+            bare_rate = report(
+                f"bare workflow, {ORDER_STEPS} activities", args.orders, elapsed, lat
+            )
+            print(f"ratio orders/bare: {order_rate / bare_rate:.2f}")
+        finally:
+            stack.send_signal(signal.SIGTERM)
+            try:
+                stack.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                stack.kill()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,171 @@
+"""The console in headless Chromium against a real API with one process needing attention.
+
+The API is the real app over a temp database; its Temporal client is a small stand-in
+that answers the process list, the process query and records the operator Updates, so the
+test drives exactly the HTTP the console uses.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from playwright.sync_api import Page, sync_playwright
+
+from api.app import create_app
+from api.deps import TemporalProvider
+from settings import Settings
+from systems.registry import build_systems
+from workflows.contracts.common import FailedStep, OperatorAck, ProcessView, Step
+from workflows.operable import SA_ATTENTION_KEY, SA_CUSTOMER_KEY, SA_STATUS_KEY, SA_TYPE_KEY
+
+pytestmark = pytest.mark.slow
+KEY = "o2c_admin_browser_" + "b" * 24
+PID = "q2o-ord_browser"
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+class _Info:
+    id = PID
+    start_time = NOW
+    typed_search_attributes: dict[Any, Any] = {
+        SA_TYPE_KEY: "quote_to_order",
+        SA_STATUS_KEY: "needs_attention",
+        SA_ATTENTION_KEY: True,
+        SA_CUSTOMER_KEY: "cus_1",
+    }
+
+
+class _Iter:
+    def __init__(self) -> None:
+        self.current_page = [_Info()]
+        self.next_page_token = None
+
+    async def fetch_next_page(self) -> None:
+        return None
+
+
+class _Handle:
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+
+    async def query(self, name: str, result_type: Any = None) -> Any:
+        return ProcessView(
+            process_id=PID,
+            type="quote_to_order",
+            status="needs_attention",
+            customer_id="cus_1",
+            steps=[
+                Step(
+                    name="check_credit", status="done", attempts=1, started_at=NOW, finished_at=NOW
+                ),
+                Step(
+                    name="charge_invoice:inv_1",
+                    status="failed",
+                    attempts=5,
+                    error="system_unavailable: payments down",
+                    started_at=NOW,
+                ),
+            ],
+            failed_step=FailedStep(
+                name="charge_invoice:inv_1", error="payments down", attempts=5, failed_at=NOW
+            ),
+        )
+
+    async def describe(self) -> Any:
+        return type("D", (), {"history_length": 42})()
+
+    async def execute_update(self, name: str, *args: Any, result_type: Any = None) -> Any:
+        self.calls.append(name)
+        return OperatorAck(step="charge_invoice:inv_1", action=name, status="fulfilling")
+
+
+class _Client:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def list_workflows(self, query: str, **_: Any) -> _Iter:
+        return _Iter()
+
+    def get_workflow_handle(self, pid: str) -> _Handle:
+        return _Handle(self.calls)
+
+
+class _Provider(TemporalProvider):
+    def __init__(self, client: _Client) -> None:
+        super().__init__("unused:1", "default")
+        self.client = client
+
+    async def get(self) -> Any:
+        return self.client
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, _Client]]:
+    settings = Settings(
+        environment="test", data_dir=tmp_path, admin_key=KEY, smtp_url="smtp://127.0.0.1:1"
+    )
+    client = _Client()
+    app = create_app(settings, build_systems(settings), _Provider(client))
+    port = _port()
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", client
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def _sign_in(page: Page, base: str) -> None:
+    page.goto(f"{base}/console")
+    page.fill("#key", KEY)
+    page.click("#signin-form button[type=submit]")
+
+
+def test_operator_sees_the_failed_step_and_retries_it(served: tuple[str, _Client]) -> None:
+    base, client = served
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        _sign_in(page, base)
+        row = page.locator(f"tr[data-id='{PID}']")
+        row.wait_for()
+        assert "needs_attention" in row.inner_text()
+        row.click()
+        page.locator(".failed-step").wait_for()
+        assert "charge_invoice:inv_1" in page.locator(".failed-step h3").inner_text()
+        assert page.locator("#detail tbody tr").count() == 2
+        page.fill("#skip-result", "{not json")
+        page.once("dialog", lambda d: d.accept())
+        page.click("#skip")
+        assert page.locator("#message").inner_text() == "the skip result is not valid JSON"
+        assert client.calls == []
+        page.once("dialog", lambda d: d.accept())
+        page.click("#retry")
+        page.wait_for_function("document.querySelector('#message').textContent.includes('retry')")
+        assert client.calls == ["retry"]
+        page.screenshot(path=str(Path("/tmp/o2c-console.png")))
+        browser.close()
