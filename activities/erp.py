@@ -14,6 +14,7 @@ from temporalio import activity
 from activities.errors import mapped_errors
 from activities.faults import Faults
 from systems.ports import Erp
+from systems.records import Invoice
 from workflows.contracts.activities import (
     BackorderInput,
     CustomerRef,
@@ -32,6 +33,17 @@ from workflows.contracts.activities import (
 
 def _attempt() -> int:
     return activity.info().attempt
+
+
+def _invoice_result(inv: Invoice) -> InvoiceResult:
+    return InvoiceResult(
+        attempt=_attempt(),
+        invoice_id=inv.id,
+        number=inv.number,
+        total=inv.total,
+        amount_due=inv.amount_due,
+        status=inv.status,
+    )
 
 
 class ErpActivities:
@@ -119,14 +131,7 @@ class ErpActivities:
         """Issue the draft once per key: a number, AR and a balanced ledger entry."""
         self._guard()
         inv = self._erp.issue_invoice(inp.key, inp.draft)
-        return InvoiceResult(
-            attempt=_attempt(),
-            invoice_id=inv.id,
-            number=inv.number,
-            total=inv.total,
-            amount_due=inv.amount_due,
-            status=inv.status,
-        )
+        return _invoice_result(inv)
 
     @activity.defn(name="erp.reverse_invoice")
     @mapped_errors
@@ -141,14 +146,7 @@ class ErpActivities:
             if remaining > 0:
                 self._erp.issue_credit_note(inp.key, inv.id, remaining, inp.reason)
             inv = self._erp.get_invoice(inv.id)
-        return InvoiceResult(
-            attempt=_attempt(),
-            invoice_id=inv.id,
-            number=inv.number,
-            total=inv.total,
-            amount_due=inv.amount_due,
-            status=inv.status,
-        )
+        return _invoice_result(inv)
 
     @activity.defn(name="erp.save_document")
     @mapped_errors

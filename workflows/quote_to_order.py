@@ -430,7 +430,6 @@ class QuoteToOrderWorkflow(OperableWorkflow):
             return
         self.order.invoice_ids.append(inv.invoice_id)
         self._undo.append((f"issue_invoice:{label}", self._reverser(inv.invoice_id)))
-        await self._save()
         if self.order.payment == "card_on_file":
             await self._charge(inv)
 

@@ -85,7 +85,7 @@ def overview(customer_id: str, _: Viewer, erp: ErpDep) -> Overview:
     """The 360° view of a customer."""
     c = _with_account(erp, customer_id)
     assert c.account is not None
-    payments = erp.payments_for_customer(c.id)  # type: ignore[attr-defined]
+    payments = erp.payments_for_customer(c.id)
     invoices = erp.list_invoices(c.id, "open", 100, None).data
     ltv = sum((p.amount - p.refunded for p in payments), Decimal(0))
     return Overview(

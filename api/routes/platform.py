@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import text
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -129,19 +128,13 @@ async def readyz(state: StateDep) -> JSONResponse:
     except (TemporalUnavailable, RPCError, TimeoutError, RuntimeError) as exc:
         checks["temporal"] = f"unavailable: {type(exc).__name__}"
     try:
-        await run_in_threadpool(_ping_db, state)
+        await run_in_threadpool(state.systems.erp.ping)
         checks["database"] = "ok"
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
         checks["database"] = f"unavailable: {type(exc).__name__}"
     ok = all(v == "ok" for v in checks.values())
     headers = None if ok else {"Retry-After": "5"}
     return JSONResponse(checks, status_code=200 if ok else 503, headers=headers)
-
-
-def _ping_db(state: StateDep) -> None:
-    engine = state.systems.erp._engine  # type: ignore[attr-defined]
-    with engine.connect() as conn:
-        conn.execute(text("SELECT 1"))
 
 
 @router.get("/metrics", tags=["health"], response_class=PlainTextResponse)

@@ -9,6 +9,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -127,6 +128,10 @@ class PlatformMixin(ErpBase):
             row.mode = mode
             s.add(row)
             return Fault(system=system, mode=mode)
+
+    def ping(self) -> None:
+        with self._engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
 
     def faults(self) -> list[Fault]:
         with unit_of_work(self._engine, read=True) as s:
