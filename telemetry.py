@@ -48,8 +48,10 @@ class ContextFilter(logging.Filter):
             record, "temporal_workflow", None
         )
         from_temporal = extra.get("workflow_id") if isinstance(extra, dict) else None
-        record.process_id = _process.get() or from_temporal or "-"
-        record.customer_id = _customer.get() or "-"
+        record.process_id = (
+            getattr(record, "process_id", None) or _process.get() or from_temporal or "-"
+        )
+        record.customer_id = getattr(record, "customer_id", None) or _customer.get() or "-"
         return True
 
 

@@ -206,7 +206,12 @@ class OperableWorkflow:
         self._action = None
         self.publish(needs_attention=True)
         await self._on_attention(True)
-        workflow.logger.warning("step %s needs attention: %s", entry.name, entry.error)
+        workflow.logger.warning(
+            "step %s needs attention: %s",
+            entry.name,
+            entry.error,
+            extra={"customer_id": self.customer_id},
+        )
         await workflow.wait_condition(
             lambda: (
                 self._action is not None or (self._interrupt is not None and not self._compensating)
