@@ -279,6 +279,7 @@ class OperableWorkflow:
     async def retry(self) -> OperatorAck:
         """Run the failed step again."""
         name = self._take_action(_OperatorAction(action="retry"))
+        await workflow.wait_condition(lambda: self.failed is None or self.failed.name != name)
         return OperatorAck(step=name, action="retry", status=self.status())
 
     @retry.validator
@@ -289,6 +290,7 @@ class OperableWorkflow:
     async def skip(self, req: SkipRequest) -> OperatorAck:
         """Mark the failed step done with the given result and go on."""
         name = self._take_action(_OperatorAction(action="skip", result=req.result))
+        await workflow.wait_condition(lambda: self.failed is None or self.failed.name != name)
         return OperatorAck(step=name, action="skip", status=self.status())
 
     @skip.validator

@@ -515,7 +515,9 @@ class QuoteToOrderWorkflow(OperableWorkflow):
         shipment = next((s for s in self.order.shipments if s.id == event.shipment_id), None)
         if shipment is None:
             raise conflict(f"order {self.order.id} has no shipment {event.shipment_id}")
-        if self.order.status not in ("fulfilling", "needs_attention"):
+        if self.order.status not in ("confirmed", "fulfilling", "needs_attention"):
+            # Carrier events may arrive while the order still invoices its services; they
+            # queue and are acted on in order.
             raise conflict(f"order is {self.order.status}: shipments cannot move")
         expected = {"shipped": "pending", "delivered": "shipped"}[event.event]
         if shipment.status != expected:

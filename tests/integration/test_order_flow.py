@@ -153,6 +153,7 @@ async def test_operator_retries_a_step_that_failed_while_the_gateway_was_down(
     await http.post("/v1/sandbox/faults", json={"system": "payments", "mode": "ok"})
     r = await http.post(f"/v1/processes/{order['process_id']}/retry")
     assert r.status_code == 200, r.text
+    assert r.json()["step"] == failed["name"] and r.json()["status"] == "confirmed"
     order = await stack.poll(f"/v1/orders/{order_id}", lambda o: o["status"] == "completed")
     assert order["failed_step"] is None
     r = await http.post(f"/v1/processes/{order['process_id']}/retry")
