@@ -188,3 +188,22 @@ async def test_quote_on_a_test_clock_expires_when_the_clock_passes_validity(stac
         f"/v1/test-clocks/{clock['id']}/advance", json={"frozen_time": "2025-12-31T00:00:00Z"}
     )
     assert r.status_code == 409
+
+
+async def test_an_order_retried_with_its_idempotency_key_starts_one_process(stack: Stack) -> None:
+    cid = await _setup(stack)
+    body = {"customer_id": cid, "lines": [{"sku": "SETUP", "quantity": 1}], "payment": "invoice"}
+    headers = {"Idempotency-Key": "shop-order-4711"}
+    first = await stack.http.post("/v1/orders", json=body, headers=headers)
+    again = await stack.http.post("/v1/orders", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert first.json()["id"] == again.json()["id"]
+    other = await stack.http.post(
+        "/v1/orders", json={**body, "payment": "card_on_file"}, headers=headers
+    )
+    assert other.status_code == 409
+    await stack.poll(f"/v1/orders/{first.json()['id']}", lambda o: o["status"] == "completed")
+    listed = await stack.poll(f"/v1/processes?customer_id={cid}", lambda b: len(b["data"]) >= 1)
+    assert [p["process_id"] for p in listed["data"]] == [first.json()["process_id"]]
+    invoices = (await stack.http.get("/v1/invoices", params={"customer_id": cid})).json()["data"]
+    assert len(invoices) == 1
