@@ -241,12 +241,18 @@ class QuoteToOrderWorkflow(OperableWorkflow):
             self.quote.status = "ordered"
         await self._save()
         split = split_order(self.order.lines)
+        # Updates run only while the workflow awaits, so a cancel or abort that arrived
+        # during a step is acted on at these checks, each after the step's undo is known.
         await self._check_credit()
+        self.check_interrupt()
         if split.physical:
             await self._reserve_stock(split)
+            self.check_interrupt()
         await self._confirm(split)
+        self.check_interrupt()
         if split.services:
             await self._invoice(split.services, "services")
+            self.check_interrupt()
         if self.order.shipments:
             await self._set_status("fulfilling")
             await self._fulfil()

@@ -329,3 +329,24 @@ async def test_declined_card_leaves_invoice_open_and_order_completes(h: Harness)
     charge = result.order.steps[-1]
     assert charge.status == "failed" and (charge.error or "").startswith("card_declined")
     assert h.erp.get_invoice(result.order.invoice_ids[0]).status == "open"
+
+
+async def test_cancel_during_a_running_step_takes_effect_when_the_step_ends(h: Harness) -> None:
+    cid = await _card_customer(h)
+    h.set_fault("notifications", "slow")  # the confirmation e-mail takes two seconds
+    handle = await h.start(await h.input(cid, SETUP, quote=False, payment="card_on_file"))
+    await h.until(
+        handle,
+        "order",
+        Order,
+        lambda o: any(
+            s.name == "email:order_confirmation" and s.status == "running" for s in o.steps
+        ),
+    )
+    await h.update_accepted(handle, "cancel", CancelRequest(reason="wrong address"))
+    order = (await handle.result()).order
+    assert order is not None and order.status == "cancelled"
+    by_name = {s.name: s.status for s in order.steps}
+    assert by_name["email:order_confirmation"] == "done"
+    assert by_name["create_sales_order"] == "compensated"
+    assert "issue_invoice:services" not in by_name and order.invoice_ids == []
