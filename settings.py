@@ -38,7 +38,6 @@ class Settings(BaseSettings):
     smtp_sink_port: int = 8025
     mail_from: str = "billing@o2c.local"
     approval_discount: Decimal = Decimal("0.20")
-    public_url: str | None = None
     otel_exporter: Literal["none", "console", "otlp"] = "none"
     otel_endpoint: str | None = None
     log_level: str = "INFO"
