@@ -12,7 +12,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from api import errors
 from api.deps import AppState, TemporalProvider
-from api.metrics import Metrics
+from api.metrics import Metrics, MetricsMiddleware
 from api.routes import (
     catalog,
     console,
@@ -46,7 +46,7 @@ def create_app(settings: Settings, systems: Systems, temporal: TemporalProvider)
     )
     app.state.o2c = AppState(settings=settings, systems=systems, temporal=temporal)
     app.state.metrics = Metrics()
-    app.middleware("http")(app.state.metrics.middleware)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     errors.install(app)
     for module in (customers, catalog, quotes, orders, invoices, processes, platform, console):
         app.include_router(module.router)

@@ -213,3 +213,14 @@ def test_console_is_served_with_a_strict_policy_and_no_path_traversal(
     )
     for bad in ("..%2Fapp.py", "%2E%2E%2Froutes%2Fconsole.py", ".hidden.js", "missing.js"):
         assert client.get(f"/console/static/{bad}").status_code == 404, bad
+
+
+def test_metrics_count_requests_by_route_template_and_status(client: TestClient) -> None:
+    client.get("/v1/customers/cus_missing")
+    client.get("/v1/customers/cus_other")
+    client.get("/v1/customers")
+    text = client.get("/metrics").text
+    route = 'method="GET",route="/v1/customers/{customer_id}"'
+    assert f'o2c_http_requests_total{{{route},status="404"}} 2' in text
+    assert 'o2c_http_requests_total{method="GET",route="/v1/customers",status="200"} 1' in text
+    assert f"o2c_http_request_duration_seconds_count{{{route}}} 2" in text
