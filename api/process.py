@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, TypeVar
 
 from fastapi.concurrency import run_in_threadpool
@@ -44,8 +45,12 @@ def clock_of(erp: Erp, priced: PricedRequest) -> tuple[Any, ClockRef | None]:
     return now, ClockRef(clock_id=clock_id, frozen_time=now) if clock_id else None
 
 
-async def start(client: Client, settings: Settings, inp: QuoteToOrderInput, status: str) -> None:
-    """Start the process; a retry that finds it already running changes nothing."""
+async def start(
+    client: Client, erp: Erp, settings: Settings, inp: QuoteToOrderInput, first: Quote | Order
+) -> None:
+    """Start the process and write its first read model, ``first`` (the process writes
+    every later version); a retry that finds it already running changes nothing."""
+    status = first.status
     pairs: list[SearchAttributePair[Any]] = [
         SearchAttributePair(SA_TYPE_KEY, "quote_to_order"),
         SearchAttributePair(SA_STATUS_KEY, status),
@@ -55,6 +60,7 @@ async def start(client: Client, settings: Settings, inp: QuoteToOrderInput, stat
     ]
     if inp.clock:
         pairs.append(SearchAttributePair(SA_CLOCK_KEY, inp.clock.clock_id))
+    inp = inp.model_copy(update={"first_document_saved": True})
     try:
         await client.start_workflow(
             WORKFLOW,
@@ -64,21 +70,26 @@ async def start(client: Client, settings: Settings, inp: QuoteToOrderInput, stat
             search_attributes=TypedSearchAttributes(pairs),
         )
     except WorkflowAlreadyStartedError:
-        return
-
-
-async def read(
-    client: Client, erp: Erp, kind: str, doc_id: str, process_id: str, model: type[M]
-) -> M:
-    """The process's read model, written at every status change; the live query only
-    while the process has not written it yet (it answers in milliseconds after start).
-
-    Reading the database keeps pollers off the workers: a query costs a workflow task."""
-    try:
-        body = await run_in_threadpool(erp.get_document, kind, doc_id)
-        return model.model_validate(body)
-    except NotFound:
         pass
+    kind, doc_id = ("quote", first.id) if isinstance(first, Quote) else ("order", first.id)
+    body = first.model_dump(mode="json")
+    # After the start: no read model without a process. Only if absent: the process may
+    # already have written a later version.
+    await run_in_threadpool(
+        partial(erp.save_document, kind, doc_id, inp.customer_id, body, only_new=True)
+    )
+
+
+async def _document(erp: Erp, kind: str, doc_id: str) -> dict[str, Any] | None:
+    try:
+        return await run_in_threadpool(erp.get_document, kind, doc_id)
+    except NotFound:
+        return None
+
+
+async def _live(client: Client, kind: str, doc_id: str, process_id: str, model: type[M]) -> M:
+    """The process's own answer, by query: only while it has not written its read model
+    yet (it does in milliseconds after start), since a query costs a workflow task."""
     try:
         value = await client.get_workflow_handle(process_id).query(kind, result_type=model)
     except RPCError as exc:
@@ -90,17 +101,26 @@ async def read(
     return value
 
 
+async def read(
+    client: Client, erp: Erp, kind: str, doc_id: str, process_id: str, model: type[M]
+) -> M:
+    """The process's read model, written at every status change, else its live answer.
+
+    Reading the database keeps pollers off the workers."""
+    body = await _document(erp, kind, doc_id)
+    if body is not None:
+        return model.model_validate(body)
+    return await _live(client, kind, doc_id, process_id, model)
+
+
 async def quote_handle(client: Client, quote_id: str) -> WorkflowHandle[Any, Any]:
     return client.get_workflow_handle(quote_process_id(quote_id))
 
 
 async def order_process(erp: Erp, order_id: str) -> str:
     """The process of an order: its own, or the quote's it came from."""
-    try:
-        doc = await run_in_threadpool(erp.get_document, "order", order_id)
-        return str(doc["process_id"])
-    except NotFound:
-        return order_process_id(order_id)
+    doc = await _document(erp, "order", order_id)
+    return str(doc["process_id"]) if doc is not None else order_process_id(order_id)
 
 
 async def read_quote(client: Client, erp: Erp, quote_id: str) -> Quote:
@@ -108,8 +128,8 @@ async def read_quote(client: Client, erp: Erp, quote_id: str) -> Quote:
 
 
 async def read_order(client: Client, erp: Erp, order_id: str) -> Order:
-    pid = await order_process(erp, order_id)
-    try:
-        return await read(client, erp, "order", order_id, pid, Order)
-    except NotFound:
-        raise NotFound("order", order_id) from None
+    """An order from its read model (one database read), else from its process."""
+    doc = await _document(erp, "order", order_id)
+    if doc is not None:
+        return Order.model_validate(doc)
+    return await _live(client, "order", order_id, order_process_id(order_id), Order)

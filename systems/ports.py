@@ -125,8 +125,14 @@ class Erp(Protocol):
 
     # process read models (snapshots written by workflows through activities)
     def save_document(
-        self, kind: str, doc_id: str, customer_id: str, body: dict[str, Any]
-    ) -> None: ...
+        self,
+        kind: str,
+        doc_id: str,
+        customer_id: str,
+        body: dict[str, Any],
+        *,
+        only_new: bool = False,
+    ) -> bool: ...
     def get_document(self, kind: str, doc_id: str) -> dict[str, Any]: ...
     def list_documents(self, kind: str, customer_id: str) -> list[dict[str, Any]]: ...
 

@@ -140,6 +140,13 @@ class QuoteToOrderWorkflow(OperableWorkflow):
                 start_to_close_timeout=timedelta(seconds=10),
             )
 
+    async def _save_unless_first(self) -> None:
+        """Save the process's first version, unless its starter already wrote it."""
+        if self.inp.first_document_saved:
+            self.publish()
+        else:
+            await self._save()
+
     async def _on_attention(self, needs_attention: bool) -> None:
         if self.order is not None:
             if needs_attention:
@@ -153,7 +160,7 @@ class QuoteToOrderWorkflow(OperableWorkflow):
 
     async def _quote_stage(self) -> PaymentTerms | None:
         assert self.quote is not None
-        await self._save()
+        await self._save_unless_first()
         expires = self.quote.expires_at
         if self.quote.status == "pending_approval":
             if not await self.wait(lambda: self._quote_status() != "pending_approval", expires):
@@ -239,7 +246,9 @@ class QuoteToOrderWorkflow(OperableWorkflow):
         self.order = initial_order(self.inp, payment, placed_at)
         if self.quote is not None:
             self.quote.status = "ordered"
-        await self._save()
+            await self._save()
+        else:
+            await self._save_unless_first()
         split = split_order(self.order.lines)
         # Updates run only while the workflow awaits, so a cancel or abort that arrived
         # during a step is acted on at these checks, each after the step's undo is known.

@@ -46,8 +46,9 @@ async def create(
             partner_id=body.partner_id,
             payment=body.payment,
         )
-        await process.start(client, settings, inp, "received")
-        return initial_order(inp, body.payment, now)
+        order = initial_order(inp, body.payment, now)
+        await process.start(client, erp, settings, inp, order)
+        return order
 
     return await idempotent(request, who, erp, 201, start)
 

@@ -52,7 +52,7 @@ async def create(
             channel=body.channel,
         )
         quote = initial_quote(inp)
-        await process.start(client, settings, inp, quote.status)
+        await process.start(client, erp, settings, inp, quote)
         return quote
 
     return await idempotent(request, who, erp, 201, start)

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -28,20 +29,41 @@ def _hash(secret: str) -> str:
 
 
 class PlatformMixin(ErpBase):
-    def save_document(self, kind: str, doc_id: str, customer_id: str, body: dict[str, Any]) -> None:
+    def save_document(
+        self,
+        kind: str,
+        doc_id: str,
+        customer_id: str,
+        body: dict[str, Any],
+        *,
+        only_new: bool = False,
+    ) -> bool:
+        """Write a read model in one statement: replace it, or with ``only_new`` only if
+        none exists yet (a starter's first version never overwrites what its process wrote
+        since). True when the row was written."""
+        dialect = sqlite if self._engine.dialect.name == "sqlite" else postgresql
+        stmt = dialect.insert(DocumentRow.__table__).values(  # type: ignore[attr-defined]
+            kind=kind, doc_id=doc_id, customer_id=customer_id, body=body, updated_at=utcnow()
+        )
+        if only_new:
+            stmt = stmt.on_conflict_do_nothing(index_elements=["kind", "doc_id"])
+        else:
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["kind", "doc_id"],
+                set_={"body": stmt.excluded.body, "updated_at": stmt.excluded.updated_at},
+            )
         with unit_of_work(self._engine) as s:
-            row = s.get(DocumentRow, (kind, doc_id))
-            if row is None:
-                row = DocumentRow(kind=kind, doc_id=doc_id, customer_id=customer_id)
-            row.body, row.updated_at = body, utcnow()
-            s.add(row)
+            return bool(s.execute(stmt).rowcount)  # type: ignore[attr-defined]
 
     def get_document(self, kind: str, doc_id: str) -> dict[str, Any]:
+        query = select(DocumentRow.body).where(
+            DocumentRow.kind == kind, DocumentRow.doc_id == doc_id
+        )
         with unit_of_work(self._engine, read=True) as s:
-            row = s.get(DocumentRow, (kind, doc_id))
-            if row is None:
-                raise NotFound(kind, doc_id)
-            return dict(row.body or {})
+            body = s.exec(query).first()
+        if body is None:
+            raise NotFound(kind, doc_id)
+        return dict(body)
 
     def list_documents(self, kind: str, customer_id: str) -> list[dict[str, Any]]:
         with unit_of_work(self._engine, read=True) as s:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 
+from api.app import app_from_settings
 from tests.factories import CARD_OK, CARD_TIMEOUT
 from tests.integration.conftest import Stack
+from worker import build_worker
 
 pytestmark = pytest.mark.slow
 
@@ -207,3 +212,31 @@ async def test_an_order_retried_with_its_idempotency_key_starts_one_process(stac
     assert [p["process_id"] for p in listed["data"]] == [first.json()["process_id"]]
     invoices = (await stack.http.get("/v1/invoices", params={"customer_id": cid})).json()["data"]
     assert len(invoices) == 1
+
+
+async def test_an_order_is_readable_at_once_and_runs_when_a_worker_arrives(stack: Stack) -> None:
+    """The API writes an order's first read model: what it answered can be read back even
+    before any worker has picked the process up (a query would wait for one)."""
+    cid = await _setup(stack)
+    settings = stack.settings.model_copy(update={"task_queue": f"later-{uuid.uuid4()}"})
+    transport = httpx.ASGITransport(app=app_from_settings(settings))
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://o2c", headers=stack.http.headers
+    ) as http:
+        body = {
+            "customer_id": cid,
+            "lines": [{"sku": "SETUP", "quantity": 2}],
+            "payment": "invoice",
+        }
+        r = await http.post("/v1/orders", json=body)
+        assert r.status_code == 201, r.text
+        placed = r.json()
+        r = await asyncio.wait_for(http.get(f"/v1/orders/{placed['id']}"), timeout=5)
+        assert r.status_code == 200 and r.json() == placed
+        assert placed["status"] == "received" and placed["steps"] == []
+        async with build_worker(stack.env.client, stack.systems, settings):
+            done = await stack.poll(
+                f"/v1/orders/{placed['id']}", lambda o: o["status"] == "completed"
+            )
+    assert [s["name"] for s in done["steps"]][:2] == ["check_credit", "create_sales_order"]
+    assert done["total"] == placed["total"] == "357.00"

@@ -1,16 +1,21 @@
 """Records QuoteToOrder histories into tests/histories/ for the replay tests.
 
 Run against the current code before changing a workflow that may have running executions:
-``python -m tests.workflow.record_histories``. Each scenario leaves one JSON history.
+``python -m tests.workflow.record_histories [SCENARIO ...]`` (all when none is named). Each
+scenario leaves one JSON history; record only new scenarios, since a history from released
+code must keep replaying as it was recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -36,7 +41,7 @@ from workflows.contracts.quote_to_order import (
 OUT = Path(__file__).parent.parent / "histories"
 
 
-async def record() -> None:
+async def record(names: list[str]) -> None:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server"),
         data_converter=pydantic_data_converter,
@@ -60,21 +65,22 @@ async def record() -> None:
             c = customer(erp)
             await add_card(erp, gateway, c.id)
             OUT.mkdir(exist_ok=True)
-            await _approved_quote(h, c.id)
-            await _shipped_order(h, c.id)
+            for name, scenario in SCENARIOS.items():
+                if not names or name in names:
+                    history = await scenario(h, c.id)
+                    (OUT / f"{name}.json").write_text(history.to_json())
     await env.shutdown()
 
 
-async def _approved_quote(h: Harness, cid: str) -> None:
+async def _approved_quote(h: Harness, cid: str) -> WorkflowHistory:
     handle = await h.start(await h.input(cid, [{"sku": "SETUP", "quantity": 1}], discount="0.25"))
     await handle.execute_update("approve", NoteRequest(note="ok"))
     await handle.execute_update("accept", AcceptRequest(payment="card_on_file"))
     await handle.result()
-    history = await handle.fetch_history()
-    (OUT / "q2o-approved-quote-card.json").write_text(history.to_json())
+    return await handle.fetch_history()
 
 
-async def _shipped_order(h: Harness, cid: str) -> None:
+async def _shipped_order(h: Harness, cid: str) -> WorkflowHistory:
     inp = await h.input(cid, [{"sku": "WIDGET-1", "quantity": 2}], quote=False, payment="invoice")
     handle = await h.start(inp)
     order = await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
@@ -86,9 +92,23 @@ async def _shipped_order(h: Harness, cid: str) -> None:
         "shipment_event", ShipmentEventUpdate(shipment_id=sid, event="delivered")
     )
     await handle.result()
-    history = await handle.fetch_history()
-    (OUT / "q2o-shipped-order-invoice.json").write_text(history.to_json())
+    return await handle.fetch_history()
+
+
+async def _api_started_card_order(h: Harness, cid: str) -> WorkflowHistory:
+    """A service order as the API starts it: the API wrote the first read model."""
+    inp = await h.input(cid, [{"sku": "SETUP", "quantity": 1}], quote=False, payment="card_on_file")
+    handle = await h.start(inp.model_copy(update={"first_document_saved": True}))
+    await handle.result()
+    return await handle.fetch_history()
+
+
+SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[WorkflowHistory]]] = {
+    "q2o-approved-quote-card": _approved_quote,
+    "q2o-shipped-order-invoice": _shipped_order,
+    "q2o-api-started-card-order": _api_started_card_order,
+}
 
 
 if __name__ == "__main__":
-    asyncio.run(record())
+    asyncio.run(record(sys.argv[1:]))

@@ -182,6 +182,10 @@ class QuoteToOrderInput(BaseModel):
     channel: str = "api"
     payment: PaymentTerms | None = None
     clock: ClockRef | None = None
+    # The starter wrote the first version of the read model (the API does, so a process is
+    # readable the moment it is answered for, even before a worker picks it up); the process
+    # then writes only the versions after it. False in histories from before this field.
+    first_document_saved: bool = False
 
 
 class QuoteToOrderResult(BaseModel):
