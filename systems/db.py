@@ -12,10 +12,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from sqlalchemy import String, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import Session, SQLModel, create_engine
 
@@ -96,13 +97,26 @@ def create_schema(engine: Engine) -> None:
     SQLModel.metadata.create_all(engine)
 
 
+@cache
+def _reader(engine: Engine) -> Engine:
+    """``engine`` marked for read-only transactions (made once: each copy costs)."""
+    return engine.execution_options(o2c_read=True)
+
+
+@contextmanager
+def read_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection for one read-only transaction, without an ORM session (hot reads)."""
+    with _reader(engine).connect() as conn, conn.begin():
+        yield conn
+
+
 @contextmanager
 def unit_of_work(engine: Engine, read: bool = False) -> Iterator[Session]:
     """One transaction: commit on success, roll back on any error.
 
     ``read=True`` marks a transaction that only reads (on SQLite it does not queue behind
     writers)."""
-    bind = engine.execution_options(o2c_read=True) if read else engine
+    bind = _reader(engine) if read else engine
     with Session(bind, expire_on_commit=False) as session:
         try:
             yield session

@@ -9,13 +9,13 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from domain.errors import Conflict, NotFound
-from systems.db import unit_of_work, utcnow
+from systems.db import read_connection, unit_of_work, utcnow
 from systems.erp.common import ErpBase, require
 from systems.erp.tables import ApiKeyRow, ClockRow, DocumentRow, FaultRow, IdempotencyRow
 from systems.ids import new_id
@@ -26,6 +26,12 @@ SYSTEMS: tuple[SystemName, ...] = ("erp", "payments", "notifications")
 
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+_DOCUMENTS = DocumentRow.__table__  # type: ignore[attr-defined]
+_DOCUMENT_BODY = select(_DOCUMENTS.c.body).where(
+    _DOCUMENTS.c.kind == bindparam("kind"), _DOCUMENTS.c.doc_id == bindparam("doc_id")
+)
 
 
 class PlatformMixin(ErpBase):
@@ -56,11 +62,9 @@ class PlatformMixin(ErpBase):
             return bool(s.execute(stmt).rowcount)  # type: ignore[attr-defined]
 
     def get_document(self, kind: str, doc_id: str) -> dict[str, Any]:
-        query = select(DocumentRow.body).where(
-            DocumentRow.kind == kind, DocumentRow.doc_id == doc_id
-        )
-        with unit_of_work(self._engine, read=True) as s:
-            body = s.exec(query).first()
+        # The API's hottest read (clients poll it): one Core statement, no ORM session.
+        with read_connection(self._engine) as conn:
+            body = conn.execute(_DOCUMENT_BODY, {"kind": kind, "doc_id": doc_id}).scalar()
         if body is None:
             raise NotFound(kind, doc_id)
         return dict(body)
