@@ -40,13 +40,17 @@ SEARCH_ATTRIBUTES: dict[str, IndexedValueType.ValueType] = {
 }
 
 
-async def connect_temporal(target: str, namespace: str = "default") -> Client:
-    """A client with o2c's data converter and tracing plugin."""
+async def connect_temporal(
+    target: str, namespace: str = "default", *, tracing: bool = True
+) -> Client:
+    """A client with o2c's data converter and, with ``tracing``, Temporal's OpenTelemetry
+    plugin with its own spans: starts, workflow runs, updates and activities (local ones
+    too) join the trace of the request that caused them."""
     return await Client.connect(
         target,
         namespace=namespace,
         data_converter=pydantic_data_converter,
-        plugins=[OpenTelemetryPlugin()],
+        plugins=[OpenTelemetryPlugin(add_temporal_spans=True)] if tracing else [],
     )
 
 
@@ -73,12 +77,14 @@ async def register_search_attributes(client: Client, namespace: str = "default")
     return sorted(missing)
 
 
-async def wait_for_temporal(target: str, namespace: str, timeout: float = 60.0) -> Client:
+async def wait_for_temporal(
+    target: str, namespace: str, timeout: float = 60.0, *, tracing: bool = True
+) -> Client:
     """Connect, retrying until ``timeout`` seconds pass (the dev server may be starting)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         try:
-            return await connect_temporal(target, namespace)
+            return await connect_temporal(target, namespace, tracing=tracing)
         except RuntimeError:
             if asyncio.get_running_loop().time() > deadline:
                 raise

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     worker_max_concurrent_activities: int = Field(default=200, ge=1)
     worker_max_concurrent_local_activities: int = Field(default=200, ge=1)
 
+    @property
+    def tracing(self) -> bool:
+        """Whether spans are made at all: with no exporter nobody would see them, so the
+        API's instrumentation and Temporal's tracing plugin stay out of every request."""
+        return self.otel_exporter != "none"
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.environment == "production":

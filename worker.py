@@ -105,7 +105,9 @@ async def run_worker(settings: Settings) -> None:
     from clients import register_search_attributes, wait_for_temporal
     from systems.registry import build_systems
 
-    client = await wait_for_temporal(settings.temporal_target, settings.temporal_namespace)
+    client = await wait_for_temporal(
+        settings.temporal_target, settings.temporal_namespace, tracing=settings.tracing
+    )
     added = await register_search_attributes(client, settings.temporal_namespace)
     if added:
         log.info("registered search attributes %s", ", ".join(added))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from fastapi.telemetry import TelemetryConfig
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from api import errors
@@ -37,12 +38,23 @@ def _operation_id(route: APIRoute) -> str:
     return f"{tag}-{route.name}"
 
 
+NO_NATIVE_TELEMETRY: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+}
+
+
 def create_app(settings: Settings, systems: Systems, temporal: TemporalProvider) -> FastAPI:
     app = FastAPI(
         title="o2c",
         version="0.1.0",
         description=DESCRIPTION,
         generate_unique_id_function=_operation_id,
+        # Spans come from the OpenTelemetry FastAPI instrumentation, and only when an
+        # exporter is set; FastAPI's own telemetry would add a second set on every request.
+        telemetry=NO_NATIVE_TELEMETRY,
     )
     app.state.o2c = AppState(settings=settings, systems=systems, temporal=temporal)
     app.state.metrics = Metrics()
@@ -50,11 +62,14 @@ def create_app(settings: Settings, systems: Systems, temporal: TemporalProvider)
     errors.install(app)
     for module in (customers, catalog, quotes, orders, invoices, processes, platform, console):
         app.include_router(module.router)
-    FastAPIInstrumentor.instrument_app(app)
+    if settings.tracing:
+        FastAPIInstrumentor.instrument_app(app)
     return app
 
 
 def app_from_settings(settings: Settings) -> FastAPI:
     """The API over the configured systems; Temporal is connected on first use."""
-    provider = TemporalProvider(settings.temporal_target, settings.temporal_namespace)
+    provider = TemporalProvider(
+        settings.temporal_target, settings.temporal_namespace, tracing=settings.tracing
+    )
     return create_app(settings, build_systems(settings), provider)

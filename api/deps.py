@@ -21,8 +21,8 @@ from systems.registry import Systems
 class TemporalProvider:
     """Connects lazily and reconnects after a failure, so the API starts without Temporal."""
 
-    def __init__(self, target: str, namespace: str) -> None:
-        self._target, self._namespace = target, namespace
+    def __init__(self, target: str, namespace: str, *, tracing: bool = True) -> None:
+        self._target, self._namespace, self._tracing = target, namespace, tracing
         self._client: Client | None = None
         self._lock = asyncio.Lock()
 
@@ -35,7 +35,8 @@ class TemporalProvider:
 
                 try:
                     self._client = await asyncio.wait_for(
-                        connect_temporal(self._target, self._namespace), timeout=5
+                        connect_temporal(self._target, self._namespace, tracing=self._tracing),
+                        timeout=5,
                     )
                 except (RuntimeError, OSError, TimeoutError) as exc:
                     raise TemporalUnavailable(f"Temporal at {self._target} is unreachable") from exc
