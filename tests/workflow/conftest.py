@@ -43,6 +43,12 @@ START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 @dataclass
 class Harness:
+    """One test's worker, systems and helpers on the session's time-skipping server.
+
+    Every test must take the processes it starts to an end: one left waiting (its worker
+    gone with the test) stalls the shared server's time skipping for the tests after it,
+    even when terminated — they fail with ``RPCError: Timeout expired``."""
+
     env: WorkflowEnvironment
     systems: Systems
     notifier: FakeNotifier

@@ -86,23 +86,23 @@ async def test_a_starter_that_wrote_the_first_read_model_is_not_overwritten_by_i
     h: Harness,
 ) -> None:
     cid = await _card_customer(h)
-    started = await h.input(cid, SETUP, discount="0.25")
-    assert not started.first_document_saved  # a plain start: the process writes it
-    handle = await h.start(started)
-    assert (await h.quote(handle)).status == "pending_approval"
-    assert h.erp.get_document("quote", started.quote_id or "")["status"] == "pending_approval"
-
-    inp = await h.input(cid, SETUP, discount="0.25")
-    handle = await h.start(inp.model_copy(update={"first_document_saved": True}))
-    assert (await h.quote(handle)).status == "pending_approval"
-    with pytest.raises(NotFound):  # the starter's version is the process's first
-        h.erp.get_document("quote", inp.quote_id or "")
-    await handle.execute_update("approve", NoteRequest(note="ok"))
-    await handle.execute_update("accept", AcceptRequest(payment="card_on_file"))
-    result = await handle.result()
-    assert result.order is not None and result.order.status == "completed"
-    assert h.erp.get_document("quote", inp.quote_id or "")["status"] == "ordered"
-    assert h.erp.get_document("order", inp.order_id)["status"] == "completed"
+    for first_document_saved in (False, True):
+        inp = await h.input(cid, SETUP, discount="0.25")
+        handle = await h.start(
+            inp.model_copy(update={"first_document_saved": first_document_saved})
+        )
+        assert (await h.quote(handle)).status == "pending_approval"
+        if first_document_saved:
+            with pytest.raises(NotFound):  # the starter's version is the process's first
+                h.erp.get_document("quote", inp.quote_id or "")
+        else:  # a plain start: the process writes its first version itself
+            assert h.erp.get_document("quote", inp.quote_id or "")["status"] == "pending_approval"
+        await handle.execute_update("approve", NoteRequest(note="ok"))
+        await handle.execute_update("accept", AcceptRequest(payment="card_on_file"))
+        result = await handle.result()
+        assert result.order is not None and result.order.status == "completed"
+        assert h.erp.get_document("quote", inp.quote_id or "")["status"] == "ordered"
+        assert h.erp.get_document("order", inp.order_id)["status"] == "completed"
 
 
 async def test_rejected_and_declined_quotes_end_without_an_order(h: Harness) -> None:
