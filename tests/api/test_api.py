@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from systems.db import make_engine
 from tests.api.conftest import key
 
 CUSTOMER = {
@@ -224,3 +226,18 @@ def test_metrics_count_requests_by_route_template_and_status(client: TestClient)
     assert f'o2c_http_requests_total{{{route},status="404"}} 2' in text
     assert 'o2c_http_requests_total{method="GET",route="/v1/customers",status="200"} 1' in text
     assert f"o2c_http_request_duration_seconds_count{{{route}}} 2" in text
+
+
+def test_an_unreachable_database_is_503_with_retry_after_and_not_ready(
+    client: TestClient, tmp_path: Path
+) -> None:
+    erp = client.app.state.o2c.systems.erp  # type: ignore[attr-defined]
+    erp._engine = make_engine(f"sqlite:///{tmp_path}/no-such-folder/o2c.db")
+    body = assert_problem(client.get("/v1/customers"), 503)
+    assert "database" in body["detail"].lower()
+    assert client.get("/v1/customers").headers["retry-after"] == "5"
+    r = client.post("/v1/customers", json=CUSTOMER)
+    assert_problem(r, 503)
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.headers["retry-after"] == "5"
+    assert ready.json()["database"].startswith("unavailable")
