@@ -3,11 +3,13 @@
 Starts the whole stack with ``o2c dev`` in a temporary data folder on free ports, seeds a
 customer with a card on file and a service product, then places service-only orders
 (``card_on_file``) through ``POST /v1/orders`` with a fixed number in flight, polling
-``GET /v1/orders/{id}`` until each is ``completed``. It reports orders/s and the p50/p99
-placed → completed latency, then runs the same number of bare workflows — as many no-op
-regular activities as the order has steps — on the same server and prints the ratio.
+``GET /v1/orders/{id}`` until each is ``completed`` (with a lean client, so the load
+generator takes little of the CPU it shares with the stack). It reports orders/s and the
+p50/p99 placed → completed latency, then the same server's rate for as many bare
+workflows — as many no-op regular activities as the order has steps. Rounds alternate the
+two, so a shared machine's drift hits both alike; the median ratio is the result.
 
-    python -m bench.orders [--orders 200] [--concurrency 20]
+    python -m bench.orders [--orders 200] [--concurrency 20] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ from pathlib import Path
 
 import httpx
 from opentelemetry import trace
+from temporalio.client import Client
 from temporalio.contrib.opentelemetry import create_tracer_provider
 from temporalio.worker import Worker
 
 from bench.bare import BareWorkflow, noop
+from bench.loadclient import LoadClient
 from clients import connect_temporal
 from settings import Settings
 
@@ -98,25 +102,23 @@ async def seed(http: httpx.AsyncClient) -> str:
     return f"{cid}:{sku}"
 
 
-async def one_order(http: httpx.AsyncClient, cid: str, sku: str) -> tuple[float, float]:
+async def one_order(http: LoadClient, cid: str, sku: str) -> tuple[float, float]:
     """Place one order and poll it until completed: (client latency, process latency).
 
     The process latency is the order's own created_at → completed_at, free of polling."""
     start = time.perf_counter()
-    r = await http.post(
+    status, order = await http.request(
+        "POST",
         "/v1/orders",
-        json={
-            "customer_id": cid,
-            "lines": [{"sku": sku, "quantity": 1}],
-            "payment": "card_on_file",
-        },
+        {"customer_id": cid, "lines": [{"sku": sku, "quantity": 1}], "payment": "card_on_file"},
     )
-    r.raise_for_status()
-    oid = r.json()["id"]
+    if status != 201:
+        raise RuntimeError(f"POST /v1/orders answered {status}: {order}")
+    oid = order["id"]
     while True:
         await asyncio.sleep(POLL_SECONDS)
-        r = await http.get(f"/v1/orders/{oid}")
-        order = r.json() if r.status_code == 200 else {}
+        status, order = await http.request("GET", f"/v1/orders/{oid}")
+        order = order if status == 200 else {}
         if order.get("status") == "completed":
             took = datetime.fromisoformat(order["completed_at"]) - datetime.fromisoformat(
                 order["created_at"]
@@ -127,55 +129,76 @@ async def one_order(http: httpx.AsyncClient, cid: str, sku: str) -> tuple[float,
 
 
 async def run_orders(
-    base: str, key: str, n: int, concurrency: int
+    http: LoadClient, cid: str, sku: str, n: int, concurrency: int
 ) -> tuple[float, list[float], list[float]]:
-    # Idle connections are dropped before the server (uvicorn: 5 s) would close them under us.
-    limits = httpx.Limits(max_connections=concurrency * 2, keepalive_expiry=2.0)
+    sem = asyncio.Semaphore(concurrency)
+
+    async def bounded() -> tuple[float, float]:
+        async with sem:
+            return await one_order(http, cid, sku)
+
+    start = time.perf_counter()
+    results = await asyncio.gather(*(bounded() for _ in range(n)))
+    elapsed = time.perf_counter() - start
+    return elapsed, [client for client, _ in results], [own for _, own in results]
+
+
+async def run_bare(
+    client: Client, queue: str, n: int, concurrency: int
+) -> tuple[float, list[float]]:
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one() -> float:
+        async with sem:
+            t = time.perf_counter()
+            await client.execute_workflow(
+                BareWorkflow.run, ORDER_STEPS, id=f"bare-{uuid.uuid4()}", task_queue=queue
+            )
+            return time.perf_counter() - t
+
+    start = time.perf_counter()
+    latencies = await asyncio.gather(*(one() for _ in range(n)))
+    return time.perf_counter() - start, list(latencies)
+
+
+async def measure(base: str, target: str, key: str, args: argparse.Namespace) -> None:
     headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=60) as http:
-        cid, sku = (await seed(http)).split(":")
-        await asyncio.gather(*(one_order(http, cid, sku) for _ in range(min(10, n))))  # warm-up
-        sem = asyncio.Semaphore(concurrency)
-
-        async def bounded() -> tuple[float, float]:
-            async with sem:
-                return await one_order(http, cid, sku)
-
-        start = time.perf_counter()
-        results = await asyncio.gather(*(bounded() for _ in range(n)))
-        elapsed = time.perf_counter() - start
-        return elapsed, [client for client, _ in results], [own for _, own in results]
-
-
-async def run_bare(target: str, n: int, concurrency: int) -> tuple[float, list[float]]:
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as setup:
+        cid, sku = (await seed(setup)).split(":")
+    url = httpx.URL(base)
+    http = LoadClient(url.host, url.port or 80, headers)
     # The bare worker is configured as the stack's: traced only when the stack traces.
     tracing = Settings().tracing
     if tracing:
         trace.set_tracer_provider(create_tracer_provider())  # the plugin requires it
     client = await connect_temporal(target, tracing=tracing)
     queue = f"bench-{uuid.uuid4()}"
-    async with Worker(
+    worker = Worker(
         client,
         task_queue=queue,
         workflows=[BareWorkflow],
         activities=[noop],
         max_cached_workflows=1000,
         max_concurrent_activities=200,
-    ):
-        sem = asyncio.Semaphore(concurrency)
-
-        async def one() -> float:
-            async with sem:
-                t = time.perf_counter()
-                await client.execute_workflow(
-                    BareWorkflow.run, ORDER_STEPS, id=f"bare-{uuid.uuid4()}", task_queue=queue
-                )
-                return time.perf_counter() - t
-
-        await asyncio.gather(*(one() for _ in range(min(10, n))))  # warm-up
-        start = time.perf_counter()
-        latencies = await asyncio.gather(*(one() for _ in range(n)))
-        return time.perf_counter() - start, list(latencies)
+    )
+    n, c = args.orders, args.concurrency
+    ratios: list[float] = []
+    async with worker:
+        await run_orders(http, cid, sku, min(10, n), c)  # warm-up
+        await run_bare(client, queue, min(10, n), c)
+        for r in range(1, args.rounds + 1):
+            elapsed, lat, own = await run_orders(http, cid, sku, n, c)
+            order_rate = report(f"[{r}] orders via API (placed->completed)", n, elapsed, lat)
+            print(
+                f"{'      the process itself (no polling)':<38} {'':9}   p50 "
+                f"{statistics.median(own) * 1000:7.0f} ms   p99 {pct(own, 0.99) * 1000:7.0f} ms"
+            )
+            elapsed, lat = await run_bare(client, queue, n, c)
+            bare_rate = report(f"[{r}] bare workflow, {ORDER_STEPS} activities", n, elapsed, lat)
+            ratios.append(order_rate / bare_rate)
+            print(f"[{r}] ratio orders/bare: {ratios[-1]:.2f}")
+    await http.close()
+    print(f"ratio orders/bare, median of {len(ratios)}: {statistics.median(ratios):.2f}")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -186,7 +209,7 @@ def pct(values: list[float], q: float) -> float:
 def report(label: str, n: int, elapsed: float, lat: list[float]) -> float:
     rate = n / elapsed
     print(
-        f"{label:<34} {rate:7.1f}/s   p50 {statistics.median(lat) * 1000:7.0f} ms"
+        f"{label:<38} {rate:7.1f}/s   p50 {statistics.median(lat) * 1000:7.0f} ms"
         f"   p99 {pct(lat, 0.99) * 1000:7.0f} ms   ({n} in {elapsed:.1f} s)"
     )
     return rate
@@ -196,6 +219,7 @@ async def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="o2c-bench-") as tmp:
         data = Path(tmp)
@@ -223,21 +247,10 @@ async def main(argv: list[str] | None = None) -> None:
         try:
             await wait_ready(base)
             print(
-                f"o2c bench: {args.orders} orders, {args.concurrency} in flight, "
-                f"{os.cpu_count()} cores"
+                f"o2c bench: {args.orders} orders a round, {args.rounds} rounds, "
+                f"{args.concurrency} in flight, {os.cpu_count()} cores"
             )
-            elapsed, lat, own = await run_orders(base, key, args.orders, args.concurrency)
-            order_rate = report("orders via API (placed->completed)", args.orders, elapsed, lat)
-            print(
-                f"{'  the process itself (no polling)':<34} {'':9}   p50 "
-                f"{statistics.median(own) * 1000:7.0f} ms   p99 {pct(own, 0.99) * 1000:7.0f} ms"
-            )
-            target = f"127.0.0.1:{ports['O2C_TEMPORAL_PORT']}"
-            elapsed, lat = await run_bare(target, args.orders, args.concurrency)
-            bare_rate = report(
-                f"bare workflow, {ORDER_STEPS} activities", args.orders, elapsed, lat
-            )
-            print(f"ratio orders/bare: {order_rate / bare_rate:.2f}")
+            await measure(base, f"127.0.0.1:{ports['O2C_TEMPORAL_PORT']}", key, args)
         except BaseException:
             log = (data / "dev.log").read_text(errors="replace").splitlines()
             print("the stack's log ends:", *log[-40:], sep="\n", file=sys.stderr)
