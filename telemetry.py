@@ -67,12 +67,12 @@ def setup_logging(settings: Settings) -> None:
 def setup_telemetry(settings: Settings, service_name: str) -> None:
     """Install the tracer provider and logging once per process."""
     setup_logging(settings)
+    if not settings.tracing:
+        return  # no exporter: no plugin, no instrumentation, no provider needed
     # Temporal's OpenTelemetry plugin needs a replay-safe provider (no spans re-emitted when
-    # a workflow replays), even when nothing is exported.
+    # a workflow replays).
     provider = create_tracer_provider(resource=Resource.create({"service.name": service_name}))
     trace.set_tracer_provider(provider)
-    if settings.otel_exporter == "none":
-        return
     if settings.otel_exporter == "console":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from functools import partial
 from typing import Any, TypeVar
 
@@ -16,9 +18,10 @@ from api.routes.customers import customer_today
 from domain.errors import NotFound
 from settings import Settings
 from systems.ports import Erp
-from systems.quoting import PricedRequest
+from systems.quoting import PricedRequest, price_request
 from workflows.contracts.common import ClockRef
 from workflows.contracts.quote_to_order import (
+    LineRequest,
     Order,
     Quote,
     QuoteToOrderInput,
@@ -38,11 +41,23 @@ M = TypeVar("M", bound=BaseModel)
 WORKFLOW = "QuoteToOrderWorkflow"
 
 
-def clock_of(erp: Erp, priced: PricedRequest) -> tuple[Any, ClockRef | None]:
-    """The time a new process starts at, and its test clock if the customer has one."""
+def _price(
+    erp: Erp, customer_id: str, lines: list[LineRequest], discount: Decimal, approval: Decimal
+) -> tuple[PricedRequest, datetime, ClockRef | None]:
+    priced = price_request(erp, customer_id, lines, discount, approval)
     now = customer_today(erp, priced.customer)
     clock_id = priced.customer.test_clock_id
-    return now, ClockRef(clock_id=clock_id, frozen_time=now) if clock_id else None
+    return priced, now, ClockRef(clock_id=clock_id, frozen_time=now) if clock_id else None
+
+
+async def price(
+    erp: Erp, settings: Settings, customer_id: str, lines: list[LineRequest], discount: Decimal
+) -> tuple[PricedRequest, datetime, ClockRef | None]:
+    """Price a new process's lines and find the time it starts at (the customer's test
+    clock's, if it has one) — bad input is refused here, before anything runs."""
+    return await run_in_threadpool(
+        _price, erp, customer_id, lines, discount, settings.approval_discount
+    )
 
 
 async def start(
@@ -50,10 +65,9 @@ async def start(
 ) -> None:
     """Start the process and write its first read model, ``first`` (the process writes
     every later version); a retry that finds it already running changes nothing."""
-    status = first.status
     pairs: list[SearchAttributePair[Any]] = [
         SearchAttributePair(SA_TYPE_KEY, "quote_to_order"),
-        SearchAttributePair(SA_STATUS_KEY, status),
+        SearchAttributePair(SA_STATUS_KEY, first.status),
         SearchAttributePair(SA_CUSTOMER_KEY, inp.customer_id),
         SearchAttributePair(SA_ATTENTION_KEY, False),
         SearchAttributePair(SA_AMOUNT_KEY, float(inp.totals.total)),
@@ -71,12 +85,18 @@ async def start(
         )
     except WorkflowAlreadyStartedError:
         pass
-    kind, doc_id = ("quote", first.id) if isinstance(first, Quote) else ("order", first.id)
-    body = first.model_dump(mode="json")
+    kind = "quote" if isinstance(first, Quote) else "order"
     # After the start: no read model without a process. Only if absent: the process may
     # already have written a later version.
     await run_in_threadpool(
-        partial(erp.save_document, kind, doc_id, inp.customer_id, body, only_new=True)
+        partial(
+            erp.save_document,
+            kind,
+            first.id,
+            inp.customer_id,
+            first.model_dump(mode="json"),
+            only_new=True,
+        )
     )
 
 
@@ -88,8 +108,8 @@ async def _document(erp: Erp, kind: str, doc_id: str) -> dict[str, Any] | None:
 
 
 async def _live(client: Client, kind: str, doc_id: str, process_id: str, model: type[M]) -> M:
-    """The process's own answer, by query: only while it has not written its read model
-    yet (it does in milliseconds after start), since a query costs a workflow task."""
+    """The process's own answer, by query — a workflow task, so only when no read model
+    exists (its starter stopped between the start and writing the first version)."""
     try:
         value = await client.get_workflow_handle(process_id).query(kind, result_type=model)
     except RPCError as exc:
@@ -128,8 +148,4 @@ async def read_quote(client: Client, erp: Erp, quote_id: str) -> Quote:
 
 
 async def read_order(client: Client, erp: Erp, order_id: str) -> Order:
-    """An order from its read model (one database read), else from its process."""
-    doc = await _document(erp, "order", order_id)
-    if doc is not None:
-        return Order.model_validate(doc)
-    return await _live(client, "order", order_id, order_process_id(order_id), Order)
+    return await read(client, erp, "order", order_id, order_process_id(order_id), Order)

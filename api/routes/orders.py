@@ -6,12 +6,11 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from fastapi import APIRouter, Request, Response
-from fastapi.concurrency import run_in_threadpool
 
 from api import process
 from api.deps import ClientRole, ErpDep, Operator, StateDep, TemporalDep, Viewer
 from api.idempotency import idempotent
-from systems.quoting import price_request, process_input
+from systems.quoting import process_input
 from workflows.contracts.quote_to_order import (
     CancelRequest,
     NoteRequest,
@@ -33,10 +32,9 @@ async def create(
     erp, settings = state.systems.erp, state.settings
 
     async def start(make_id: Callable[[str], str]) -> Order:
-        priced = await run_in_threadpool(
-            price_request, erp, body.customer_id, body.lines, Decimal(0), settings.approval_discount
+        priced, now, clock = await process.price(
+            erp, settings, body.customer_id, body.lines, Decimal(0)
         )
-        now, clock = await run_in_threadpool(process.clock_of, erp, priced)
         inp = process_input(
             priced,
             quote_id=None,

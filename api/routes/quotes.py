@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import APIRouter, Request, Response
-from fastapi.concurrency import run_in_threadpool
 
 from api import process
 from api.deps import ClientRole, Operator, StateDep, TemporalDep, Viewer
 from api.idempotency import idempotent
 from domain.errors import NotFound
-from systems.quoting import price_request, process_input
+from systems.quoting import process_input
 from workflows.contracts.quote_to_order import (
     AcceptRequest,
     DeclineRequest,
@@ -32,15 +31,9 @@ async def create(
     erp, settings = state.systems.erp, state.settings
 
     async def start(make_id: Callable[[str], str]) -> Quote:
-        priced = await run_in_threadpool(
-            price_request,
-            erp,
-            body.customer_id,
-            body.lines,
-            body.discount_pct,
-            settings.approval_discount,
+        priced, now, clock = await process.price(
+            erp, settings, body.customer_id, body.lines, body.discount_pct
         )
-        now, clock = await run_in_threadpool(process.clock_of, erp, priced)
         inp = process_input(
             priced,
             quote_id=make_id("quo"),

@@ -307,21 +307,16 @@ class BillingMixin(ErpBase):
             return _payment(row)
 
     def payments_for_invoice(self, invoice_id: str) -> list[Payment]:
-        with unit_of_work(self._engine, read=True) as s:
-            rows = s.exec(
-                select(PaymentRow)
-                .where(PaymentRow.invoice_id == invoice_id)
-                .order_by(col(PaymentRow.created_at), col(PaymentRow.id))
-            ).all()
-            return [_payment(r) for r in rows]
+        return self._payments(PaymentRow.invoice_id == invoice_id)
 
     def payments_for_customer(self, customer_id: str) -> list[Payment]:
+        return self._payments(PaymentRow.customer_id == customer_id)
+
+    def _payments(self, where: Any) -> list[Payment]:
+        """Payments matching ``where``, oldest first."""
+        query = select(PaymentRow).where(where)
         with unit_of_work(self._engine, read=True) as s:
-            rows = s.exec(
-                select(PaymentRow)
-                .where(PaymentRow.customer_id == customer_id)
-                .order_by(col(PaymentRow.created_at), col(PaymentRow.id))
-            ).all()
+            rows = s.exec(query.order_by(col(PaymentRow.created_at), col(PaymentRow.id))).all()
             return [_payment(r) for r in rows]
 
     def issue_credit_note(

@@ -48,7 +48,7 @@ class PlatformMixin(ErpBase):
         none exists yet (a starter's first version never overwrites what its process wrote
         since). True when the row was written."""
         dialect = sqlite if self._engine.dialect.name == "sqlite" else postgresql
-        stmt = dialect.insert(DocumentRow.__table__).values(  # type: ignore[attr-defined]
+        stmt = dialect.insert(_DOCUMENTS).values(
             kind=kind, doc_id=doc_id, customer_id=customer_id, body=body, updated_at=utcnow()
         )
         if only_new:
