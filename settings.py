@@ -6,6 +6,7 @@ built once at a composition root and passed explicitly, never read as import-tim
 
 from __future__ import annotations
 
+import os
 import secrets
 from decimal import Decimal
 from pathlib import Path
@@ -41,6 +42,9 @@ class Settings(BaseSettings):
     otel_exporter: Literal["none", "console", "otlp"] = "none"
     otel_endpoint: str | None = None
     log_level: str = "INFO"
+    # A Python worker runs its workflows and activities under one interpreter lock, so on
+    # a machine of several cores the stack scales by processes: one worker per core.
+    worker_processes: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
     worker_max_cached_workflows: int = Field(default=1000, ge=1)
     worker_max_concurrent_activities: int = Field(default=200, ge=1)
     worker_max_concurrent_local_activities: int = Field(default=200, ge=1)

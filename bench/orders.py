@@ -7,7 +7,8 @@ customer with a card on file and a service product, then places service-only ord
 generator takes little of the CPU it shares with the stack). It reports orders/s and the
 p50/p99 placed → completed latency, then the same server's rate for as many bare
 workflows — as many no-op regular activities as the order has steps. Rounds alternate the
-two, so a shared machine's drift hits both alike; the median ratio is the result.
+two, so a shared machine's drift hits both alike; the median ratio is the result. Each
+phase also prints the CPU time it cost per item in every process of the stack (Linux).
 
     python -m bench.orders [--orders 200] [--concurrency 20] [--rounds 3]
 """
@@ -34,6 +35,7 @@ from temporalio.client import Client
 from temporalio.contrib.opentelemetry import create_tracer_provider
 from temporalio.worker import Worker
 
+from bench import cpu
 from bench.bare import BareWorkflow, noop
 from bench.loadclient import LoadClient
 from clients import connect_temporal
@@ -161,7 +163,9 @@ async def run_bare(
     return time.perf_counter() - start, list(latencies)
 
 
-async def measure(base: str, target: str, key: str, args: argparse.Namespace) -> None:
+async def measure(
+    base: str, target: str, key: str, args: argparse.Namespace, stack_pid: int
+) -> None:
     headers = {"Authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as setup:
         cid, sku = (await seed(setup)).split(":")
@@ -187,14 +191,18 @@ async def measure(base: str, target: str, key: str, args: argparse.Namespace) ->
         await run_orders(http, cid, sku, min(10, n), c)  # warm-up
         await run_bare(client, queue, min(10, n), c)
         for r in range(1, args.rounds + 1):
+            before = cpu.snapshot(stack_pid)
             elapsed, lat, own = await run_orders(http, cid, sku, n, c)
             order_rate = report(f"[{r}] orders via API (placed->completed)", n, elapsed, lat)
             print(
                 f"{'      the process itself (no polling)':<38} {'':9}   p50 "
                 f"{statistics.median(own) * 1000:7.0f} ms   p99 {pct(own, 0.99) * 1000:7.0f} ms"
             )
+            print(f"      CPU per order: {cpu.per_item(before, cpu.snapshot(stack_pid), n)}")
+            before = cpu.snapshot(stack_pid)
             elapsed, lat = await run_bare(client, queue, n, c)
             bare_rate = report(f"[{r}] bare workflow, {ORDER_STEPS} activities", n, elapsed, lat)
+            print(f"      CPU per workflow: {cpu.per_item(before, cpu.snapshot(stack_pid), n)}")
             ratios.append(order_rate / bare_rate)
             print(f"[{r}] ratio orders/bare: {ratios[-1]:.2f}")
     await http.close()
@@ -248,9 +256,10 @@ async def main(argv: list[str] | None = None) -> None:
             await wait_ready(base)
             print(
                 f"o2c bench: {args.orders} orders a round, {args.rounds} rounds, "
-                f"{args.concurrency} in flight, {os.cpu_count()} cores"
+                f"{args.concurrency} in flight, {os.cpu_count()} cores, "
+                f"{Settings().worker_processes} worker processes"
             )
-            await measure(base, f"127.0.0.1:{ports['O2C_TEMPORAL_PORT']}", key, args)
+            await measure(base, f"127.0.0.1:{ports['O2C_TEMPORAL_PORT']}", key, args, stack.pid)
         except BaseException:
             log = (data / "dev.log").read_text(errors="replace").splitlines()
             print("the stack's log ends:", *log[-40:], sep="\n", file=sys.stderr)

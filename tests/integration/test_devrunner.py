@@ -1,5 +1,6 @@
-"""``o2c dev`` (what ``make run`` starts): the whole stack comes up, answers, stops cleanly
-on SIGTERM and resumes on the same data with the same admin key."""
+"""``o2c dev`` (what ``make run`` starts): the whole stack comes up with the workers asked
+for, answers, stops cleanly on SIGTERM and resumes on the same data with the same admin
+key."""
 
 from __future__ import annotations
 
@@ -54,7 +55,13 @@ def test_dev_stack_starts_serves_stops_and_resumes_with_the_same_key(tmp_path: P
         k: str(free_port())
         for k in ("O2C_API_PORT", "O2C_TEMPORAL_PORT", "O2C_TEMPORAL_UI_PORT", "O2C_SMTP_SINK_PORT")
     }
-    env = {**os.environ, **ports, "O2C_DATA_DIR": str(tmp_path), "O2C_SANDBOX": "1"}
+    env = {
+        **os.environ,
+        **ports,
+        "O2C_DATA_DIR": str(tmp_path),
+        "O2C_SANDBOX": "1",
+        "O2C_WORKER_PROCESSES": "2",
+    }
     for var in ("O2C_ADMIN_KEY", "O2C_TEMPORAL_ADDRESS", "O2C_DATABASE_URL", "O2C_SMTP_URL"):
         env.pop(var, None)
     api = f"http://127.0.0.1:{ports['O2C_API_PORT']}"
@@ -71,7 +78,9 @@ def test_dev_stack_starts_serves_stops_and_resumes_with_the_same_key(tmp_path: P
             r = httpx.get(f"{api}/v1/customers", headers={"Authorization": f"Bearer {key}"})
             assert len(r.json()["data"]) == 3  # seeded once, not again on the second run
             children = _children(proc.pid)
-            assert len(children) == 4  # temporal, smtp sink, worker, api
+            assert len(children) == 5  # temporal, smtp sink, two workers, api
+            logs = tmp_path / "logs"
+            assert (logs / "worker.log").exists() and (logs / "worker-2.log").exists()
         finally:
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(timeout=60)

@@ -1,0 +1,42 @@
+"""The benchmark's CPU accounting finds a stack's processes and charges them their time."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench import cpu
+
+pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")
+
+BUSY = "import time\nend = time.process_time() + 0.6\nwhile time.process_time() < end: pass\n"
+
+
+def test_snapshot_charges_a_child_its_cpu_under_its_role() -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", BUSY + "time.sleep(30)"],
+    )
+    try:
+        before = cpu.snapshot(os.getpid())
+        time.sleep(1.5)  # the child burns 0.6 s of CPU, then sleeps
+        after = cpu.snapshot(os.getpid())
+    finally:
+        child.kill()
+        child.wait()
+    role = Path(sys.executable).name
+    assert after[role] - before.get(role, 0.0) >= 0.3
+    assert after["bench"] >= before["bench"]
+
+
+def test_per_item_prints_milliseconds_per_item_largest_first() -> None:
+    line = cpu.per_item(
+        {"worker": 1.0, "api": 0.5, "bench": 0.0},
+        {"worker": 3.0, "api": 1.0, "bench": 0.0},
+        100,
+    )
+    assert line == "worker 20.0  api 5.0  total 25.0 ms"
