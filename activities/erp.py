@@ -63,8 +63,8 @@ class ErpActivities:
     def customer_snapshot(self, ref: CustomerRef) -> CustomerSnapshot:
         """Credit limit, open AR and contact of a customer, as of the process date."""
         self._guard()
-        customer = self._erp.get_customer(ref.customer_id)
-        account = self._erp.account(ref.customer_id, ref.as_of)
+        view = self._erp.credit_view(ref.customer_id, ref.as_of)
+        customer = view.customer
         return CustomerSnapshot(
             attempt=_attempt(),
             customer_id=customer.id,
@@ -72,10 +72,10 @@ class ErpActivities:
             email=customer.email,
             currency=customer.currency,
             credit_limit=customer.credit_limit,
-            open_ar=account.open_ar,
+            open_ar=view.account.open_ar,
             payment_terms_days=customer.payment_terms_days,
             tax_rate=customer.tax_rate,
-            has_payment_method=self._erp.default_payment_method(customer.id) is not None,
+            has_payment_method=view.has_payment_method,
         )
 
     @activity.defn(name="erp.reserve_stock")

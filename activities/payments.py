@@ -16,6 +16,7 @@ from activities.errors import mapped_errors
 from activities.faults import Faults
 from domain.errors import InvoiceNotPayable
 from systems.ports import Erp, PaymentGateway
+from systems.records import Invoice
 from workflows.contracts.activities import ChargeInput, ChargeResult, RefundInput, RefundResult
 
 
@@ -30,14 +31,14 @@ class PaymentActivities:
         if delay:
             await asyncio.sleep(delay)
 
-    @activity.defn(name="payments.charge_invoice")
-    @mapped_errors
-    async def charge_invoice(self, inp: ChargeInput) -> ChargeResult:
-        """Charge the invoice's amount due to the default card; record the payment once."""
-        await self._guard()
-        invoice = await asyncio.to_thread(self._erp.get_invoice, inp.invoice_id)
+    def _prepare_charge(self, inp: ChargeInput) -> ChargeResult | tuple[Invoice, str, float]:
+        """The ERP side of a charge, in one trip to a thread: the fault switch, then either
+        the payment already recorded for a paid invoice, or the invoice, the default
+        card's token and the delay a slow gateway adds."""
+        delay = self._faults.check("payments")
+        invoice = self._erp.get_invoice(inp.invoice_id)
         if invoice.status == "paid":
-            paid = await asyncio.to_thread(self._erp.payments_for_invoice, invoice.id)
+            paid = self._erp.payments_for_invoice(invoice.id)
             first = paid[0] if paid else None
             return ChargeResult(
                 attempt=activity.info().attempt,
@@ -47,10 +48,21 @@ class PaymentActivities:
             )
         if invoice.status != "open":
             raise InvoiceNotPayable(f"invoice {invoice.id} is {invoice.status}")
-        method = await asyncio.to_thread(self._erp.default_payment_method, inp.customer_id)
+        method = self._erp.default_payment_method(inp.customer_id)
         if method is None:
             raise InvoiceNotPayable(f"customer {inp.customer_id} has no card on file")
-        token = await asyncio.to_thread(self._erp.payment_method_token, method.id)
+        return invoice, self._erp.payment_method_token(method.id), delay
+
+    @activity.defn(name="payments.charge_invoice")
+    @mapped_errors
+    async def charge_invoice(self, inp: ChargeInput) -> ChargeResult:
+        """Charge the invoice's amount due to the default card; record the payment once."""
+        prepared = await asyncio.to_thread(self._prepare_charge, inp)
+        if isinstance(prepared, ChargeResult):
+            return prepared
+        invoice, token, delay = prepared
+        if delay:
+            await asyncio.sleep(delay)
         charge_id = await self._gateway.charge(
             inp.key, token, invoice.amount_due, invoice.currency, f"Invoice {invoice.number}"
         )

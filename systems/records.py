@@ -77,6 +77,15 @@ class Customer(BaseModel):
     account: Account | None = None
 
 
+class CreditView(BaseModel):
+    """What a credit decision reads, from one transaction: the customer, its AR and
+    whether a card is on file."""
+
+    customer: Customer
+    account: Account
+    has_payment_method: bool
+
+
 class PaymentMethodCreate(Strict):
     card_number: str = Field(min_length=12, max_length=19, pattern=r"^[0-9 ]+$")
     exp_month: int = Field(ge=1, le=12)

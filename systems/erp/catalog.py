@@ -27,6 +27,7 @@ from systems.ids import new_id
 from systems.records import (
     Account,
     Agreement,
+    CreditView,
     Customer,
     CustomerCreate,
     Page,
@@ -44,6 +45,30 @@ from systems.records import (
 
 def _customer(row: CustomerRow) -> Customer:
     return Customer.model_validate(row, from_attributes=True)
+
+
+def _account(s: Session, c: CustomerRow, as_of: date) -> Account:
+    rows = s.exec(
+        select(InvoiceRow).where(InvoiceRow.customer_id == c.id, InvoiceRow.status == "open")
+    ).all()
+    due = [(r.total - r.amount_paid - r.amount_credited, r.due_date) for r in rows]
+    open_ar = sum((d for d, _ in due), Decimal(0))
+    overdue = sum((d for d, when in due if when < as_of), Decimal(0))
+    cur = c.currency
+    return Account(
+        open_ar=quantize(open_ar, cur),
+        overdue=quantize(overdue, cur),
+        credit_available=quantize(max(c.credit_limit - open_ar, Decimal(0)), cur),
+    )
+
+
+def _default_method(s: Session, customer_id: str) -> PaymentMethodRow | None:
+    """The newest payment method is the default."""
+    return s.exec(
+        select(PaymentMethodRow)
+        .where(PaymentMethodRow.customer_id == customer_id)
+        .order_by(col(PaymentMethodRow.created_at).desc(), col(PaymentMethodRow.id))
+    ).first()
 
 
 def _product(row: ProductRow) -> Product:
@@ -92,20 +117,16 @@ class CatalogMixin(ErpBase):
     def account(self, customer_id: str, as_of: date) -> Account:
         """Open AR, its overdue part (due before ``as_of``) and the credit left."""
         with unit_of_work(self._engine, read=True) as s:
+            return _account(s, require(s, CustomerRow, customer_id, "customer"), as_of)
+
+    def credit_view(self, customer_id: str, as_of: date) -> CreditView:
+        """The customer, its account and whether it has a card, as of one moment."""
+        with unit_of_work(self._engine, read=True) as s:
             c = require(s, CustomerRow, customer_id, "customer")
-            rows = s.exec(
-                select(InvoiceRow).where(
-                    InvoiceRow.customer_id == customer_id, InvoiceRow.status == "open"
-                )
-            ).all()
-            due = [(r.total - r.amount_paid - r.amount_credited, r.due_date) for r in rows]
-            open_ar = sum((d for d, _ in due), Decimal(0))
-            overdue = sum((d for d, when in due if when < as_of), Decimal(0))
-            cur = c.currency
-            return Account(
-                open_ar=quantize(open_ar, cur),
-                overdue=quantize(overdue, cur),
-                credit_available=quantize(max(c.credit_limit - open_ar, Decimal(0)), cur),
+            return CreditView(
+                customer=_customer(c),
+                account=_account(s, c, as_of),
+                has_payment_method=_default_method(s, customer_id) is not None,
             )
 
     def set_prices(self, customer_id: str, items: list[PriceItem]) -> list[PriceItem]:
@@ -167,11 +188,7 @@ class CatalogMixin(ErpBase):
     def default_payment_method(self, customer_id: str) -> PaymentMethod | None:
         """The newest payment method is the default."""
         with unit_of_work(self._engine, read=True) as s:
-            row = s.exec(
-                select(PaymentMethodRow)
-                .where(PaymentMethodRow.customer_id == customer_id)
-                .order_by(col(PaymentMethodRow.created_at).desc(), col(PaymentMethodRow.id))
-            ).first()
+            row = _default_method(s, customer_id)
             return PaymentMethod.model_validate(row, from_attributes=True) if row else None
 
     def payment_method_token(self, payment_method_id: str) -> str:

@@ -133,6 +133,19 @@ def test_invoice_is_issued_once_per_key_with_a_ledger_entry(erp: EmbeddedErp) ->
     assert erp.account(c.id, date(2026, 5, 2)).overdue == D("238.00")
 
 
+def test_credit_view_reads_customer_account_and_card_together(erp: EmbeddedErp) -> None:
+    c = customer(erp)
+    erp.issue_invoice("k1", draft(c.id))
+    view = erp.credit_view(c.id, date(2026, 5, 2))
+    assert view.customer == erp.get_customer(c.id)
+    assert view.account == erp.account(c.id, date(2026, 5, 2))
+    assert view.account.open_ar == D("119.00") and not view.has_payment_method
+    erp.add_payment_method(c.id, "tok_x", "visa", "4242", 12, 2030)
+    assert erp.credit_view(c.id, date(2026, 5, 2)).has_payment_method
+    with pytest.raises(NotFound):
+        erp.credit_view("cus_missing", date(2026, 5, 2))
+
+
 def test_invoice_numbers_stay_gapless_under_concurrency_and_retries(erp: EmbeddedErp) -> None:
     c = customer(erp)
     errors: list[BaseException] = []
