@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	O2C_SANDBOX=1 $(BIN)/o2c dev
+	env O2C_SANDBOX=1 $(BIN)/o2c dev
 
 # The console's browser tests drive Debian's Chromium (installed when missing, as root).
 test: $(STAMP)
