@@ -14,6 +14,7 @@ from temporalio import activity
 from activities.errors import mapped_errors
 from activities.faults import Faults
 from systems.ports import Erp
+from systems.quoting import credit_snapshot
 from systems.records import Invoice
 from workflows.contracts.activities import (
     BackorderInput,
@@ -63,20 +64,7 @@ class ErpActivities:
     def customer_snapshot(self, ref: CustomerRef) -> CustomerSnapshot:
         """Credit limit, open AR and contact of a customer, as of the process date."""
         self._guard()
-        view = self._erp.credit_view(ref.customer_id, ref.as_of)
-        customer = view.customer
-        return CustomerSnapshot(
-            attempt=_attempt(),
-            customer_id=customer.id,
-            name=customer.name,
-            email=customer.email,
-            currency=customer.currency,
-            credit_limit=customer.credit_limit,
-            open_ar=view.account.open_ar,
-            payment_terms_days=customer.payment_terms_days,
-            tax_rate=customer.tax_rate,
-            has_payment_method=view.has_payment_method,
-        )
+        return credit_snapshot(self._erp, ref.customer_id, ref.as_of, _attempt())
 
     @activity.defn(name="erp.reserve_stock")
     @mapped_errors

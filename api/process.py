@@ -18,7 +18,8 @@ from api.routes.customers import customer_today
 from domain.errors import NotFound
 from settings import Settings
 from systems.ports import Erp
-from systems.quoting import PricedRequest, price_request
+from systems.quoting import PricedRequest, credit_snapshot, price_request
+from workflows.contracts.activities import CustomerSnapshot
 from workflows.contracts.common import ClockRef
 from workflows.contracts.quote_to_order import (
     LineRequest,
@@ -57,6 +58,23 @@ async def price(
     clock's, if it has one) — bad input is refused here, before anything runs."""
     return await run_in_threadpool(
         _price, erp, customer_id, lines, discount, settings.approval_discount
+    )
+
+
+def _price_order(
+    erp: Erp, customer_id: str, lines: list[LineRequest], approval: Decimal
+) -> tuple[PricedRequest, datetime, ClockRef | None, CustomerSnapshot]:
+    priced, now, clock = _price(erp, customer_id, lines, Decimal(0), approval)
+    return priced, now, clock, credit_snapshot(erp, priced.customer.id, now.date())
+
+
+async def price_order(
+    erp: Erp, settings: Settings, customer_id: str, lines: list[LineRequest]
+) -> tuple[PricedRequest, datetime, ClockRef | None, CustomerSnapshot]:
+    """Price an order placed directly, and read the credit position its credit check
+    decides on, at the moment it is placed (one trip to a thread)."""
+    return await run_in_threadpool(
+        _price_order, erp, customer_id, lines, settings.approval_discount
     )
 
 

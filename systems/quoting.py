@@ -6,7 +6,7 @@ answer and nothing runs; the workflow receives the priced lines.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from pydantic import BaseModel
@@ -15,6 +15,7 @@ from domain.money import Amount
 from domain.pricing import PricedLine, Totals, price_line, requires_approval, totals
 from systems.ports import Erp
 from systems.records import Customer
+from workflows.contracts.activities import CustomerSnapshot
 from workflows.contracts.common import ClockRef
 from workflows.contracts.quote_to_order import (
     LineRequest,
@@ -74,11 +75,15 @@ def process_input(
     partner_id: str | None = None,
     channel: str = "api",
     payment: PaymentTerms | None = None,
+    credit: CustomerSnapshot | None = None,
 ) -> QuoteToOrderInput:
     """The QuoteToOrder input for a priced request: a quote when ``quote_id`` is set, else an
-    order placed directly (``payment`` required)."""
+    order placed directly (``payment`` required; ``credit``, the customer's credit position
+    read at placement, spares the process a read of its own)."""
     if quote_id is None and payment is None:
         raise ValueError("an order placed without a quote needs its payment terms")
+    if quote_id is not None and credit is not None:
+        raise ValueError("a quote's credit is checked when it is accepted, not when priced")
     return QuoteToOrderInput(
         process_id=quote_process_id(quote_id) if quote_id else order_process_id(order_id),
         customer_id=priced.customer.id,
@@ -96,4 +101,24 @@ def process_input(
         channel=channel,
         payment=payment,
         clock=clock,
+        credit=credit,
+    )
+
+
+def credit_snapshot(erp: Erp, customer_id: str, as_of: date, attempt: int = 1) -> CustomerSnapshot:
+    """What the credit check decides on: limit, open AR as of ``as_of``, terms and card on
+    file, read in one transaction (``attempt``: the step attempt that read it)."""
+    view = erp.credit_view(customer_id, as_of)
+    customer = view.customer
+    return CustomerSnapshot(
+        attempt=attempt,
+        customer_id=customer.id,
+        name=customer.name,
+        email=customer.email,
+        currency=customer.currency,
+        credit_limit=customer.credit_limit,
+        open_ar=view.account.open_ar,
+        payment_terms_days=customer.payment_terms_days,
+        tax_rate=customer.tax_rate,
+        has_payment_method=view.has_payment_method,
     )

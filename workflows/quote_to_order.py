@@ -279,12 +279,17 @@ class QuoteToOrderWorkflow(OperableWorkflow):
 
     async def _check_credit(self) -> None:
         assert self.order is not None
-        self._customer = await self.step(
-            "check_credit",
-            ErpActivities.customer_snapshot,
-            CustomerRef(customer_id=self.customer_id, as_of=self.clock.now().date()),
-            CustomerSnapshot,
-        )
+        if self.inp.credit is not None:
+            # Placed directly: the starter read the credit position at placement.
+            self._customer = self.inp.credit
+            self._finish(self._timeline("check_credit"), "done", 1, None)
+        else:
+            self._customer = await self.step(
+                "check_credit",
+                ErpActivities.customer_snapshot,
+                CustomerRef(customer_id=self.customer_id, as_of=self.clock.now().date()),
+                CustomerSnapshot,
+            )
         decision = check_credit(
             self._customer.open_ar, self.order.total, self._customer.credit_limit
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal
 
 from fastapi import APIRouter, Request, Response
 
@@ -32,8 +31,8 @@ async def create(
     erp, settings = state.systems.erp, state.settings
 
     async def start(make_id: Callable[[str], str]) -> Order:
-        priced, now, clock = await process.price(
-            erp, settings, body.customer_id, body.lines, Decimal(0)
+        priced, now, clock, credit = await process.price_order(
+            erp, settings, body.customer_id, body.lines
         )
         inp = process_input(
             priced,
@@ -43,6 +42,7 @@ async def create(
             clock=clock,
             partner_id=body.partner_id,
             payment=body.payment,
+            credit=credit,
         )
         order = initial_order(inp, body.payment, now)
         await process.start(client, erp, settings, inp, order)

@@ -9,11 +9,13 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api.app import app_from_settings
 from tests.factories import CARD_OK, CARD_TIMEOUT
 from tests.integration.conftest import Stack
 from worker import build_worker
+from workflows.contracts.quote_to_order import QuoteToOrderInput
 
 pytestmark = pytest.mark.slow
 
@@ -234,6 +236,15 @@ async def test_an_order_is_readable_at_once_and_runs_when_a_worker_arrives(stack
         r = await asyncio.wait_for(http.get(f"/v1/orders/{placed['id']}"), timeout=5)
         assert r.status_code == 200 and r.json() == placed
         assert placed["status"] == "received" and placed["steps"] == []
+        # The credit position the check decides on was read at placement, into the input.
+        history = await stack.env.client.get_workflow_handle(placed["process_id"]).fetch_history()
+        started = history.events[0].workflow_execution_started_event_attributes
+        inp = pydantic_data_converter.payload_converter.from_payload(
+            started.input.payloads[0], QuoteToOrderInput
+        )
+        assert inp.credit is not None and inp.credit.customer_id == cid
+        assert inp.credit.credit_limit == Decimal("10000.00") and inp.credit.open_ar == 0
+        assert inp.credit.has_payment_method
         async with build_worker(stack.env.client, stack.systems, settings):
             done = await stack.poll(
                 f"/v1/orders/{placed['id']}", lambda o: o["status"] == "completed"

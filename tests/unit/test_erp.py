@@ -23,8 +23,10 @@ from domain.invoicing import DraftInvoice, InvoiceLine
 from systems.db import create_schema, make_engine, unit_of_work
 from systems.erp.billing import post_entry
 from systems.erp.embedded import EmbeddedErp
+from systems.quoting import credit_snapshot, price_request, process_input
 from tests.factories import catalog, customer
 from tests.pg import pg_url  # noqa: F401
+from workflows.contracts.quote_to_order import LineRequest
 
 D = Decimal
 
@@ -144,6 +146,28 @@ def test_credit_view_reads_customer_account_and_card_together(erp: EmbeddedErp) 
     assert erp.credit_view(c.id, date(2026, 5, 2)).has_payment_method
     with pytest.raises(NotFound):
         erp.credit_view("cus_missing", date(2026, 5, 2))
+
+
+def test_credit_snapshot_is_what_the_credit_check_decides_on(erp: EmbeddedErp) -> None:
+    c = customer(erp, credit_limit="500.00", terms=14)
+    erp.issue_invoice("k1", draft(c.id))
+    snap = credit_snapshot(erp, c.id, date(2026, 5, 2), attempt=3)
+    assert (snap.customer_id, snap.email, snap.currency) == (c.id, c.email, "EUR")
+    assert (snap.credit_limit, snap.open_ar, snap.payment_terms_days) == (
+        D("500.00"),
+        D("119.00"),
+        14,
+    )
+    assert snap.tax_rate == D("0.19") and not snap.has_payment_method and snap.attempt == 3
+    catalog(erp)
+    priced = price_request(erp, c.id, [LineRequest(sku="SETUP", quantity=1)], D(0), D("0.2"))
+    now = datetime(2026, 5, 2, tzinfo=UTC)
+    order = process_input(
+        priced, quote_id=None, order_id="ord_1", created_at=now, payment="invoice", credit=snap
+    )
+    assert order.credit == snap
+    with pytest.raises(ValueError, match="accepted"):
+        process_input(priced, quote_id="quo_1", order_id="ord_1", created_at=now, credit=snap)
 
 
 def test_invoice_numbers_stay_gapless_under_concurrency_and_retries(erp: EmbeddedErp) -> None:

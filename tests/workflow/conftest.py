@@ -23,7 +23,7 @@ from settings import Settings
 from systems.db import create_schema, make_engine
 from systems.erp.embedded import EmbeddedErp
 from systems.payments.sandbox import SandboxGateway
-from systems.quoting import price_request, process_input
+from systems.quoting import credit_snapshot, price_request, process_input
 from systems.registry import Systems
 from tests.fakes.notifier import FakeNotifier
 from worker import build_worker
@@ -70,7 +70,10 @@ class Harness:
         valid_days: int = 30,
         payment: PaymentTerms | None = None,
         clock: ClockRef | None = None,
+        credit: bool = False,
     ) -> QuoteToOrderInput:
+        """The input the API gives a process; ``credit``: an order placed directly with the
+        credit position read at placement, as the API places orders."""
         priced = price_request(
             self.erp,
             customer_id,
@@ -81,14 +84,16 @@ class Harness:
         suffix = uuid.uuid4().hex[:12]
         # The time-skipping server's clock runs ahead of the wall clock once a test skips.
         now = await self.env.get_current_time()
+        created_at = clock.frozen_time if clock else now
         return process_input(
             priced,
             quote_id=f"quo_{suffix}" if quote else None,
             order_id=f"ord_{suffix}",
-            created_at=clock.frozen_time if clock else now,
+            created_at=created_at,
             clock=clock,
             valid_days=valid_days,
             payment=payment,
+            credit=credit_snapshot(self.erp, customer_id, created_at.date()) if credit else None,
         )
 
     async def start(self, inp: QuoteToOrderInput) -> WorkflowHandle[Any, Any]:

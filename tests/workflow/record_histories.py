@@ -103,10 +103,21 @@ async def _api_started_card_order(h: Harness, cid: str) -> WorkflowHistory:
     return await handle.fetch_history()
 
 
+async def _order_with_credit_at_placement(h: Harness, cid: str) -> WorkflowHistory:
+    """A service order as the API starts it since it reads the credit position at placement."""
+    inp = await h.input(
+        cid, [{"sku": "SETUP", "quantity": 1}], quote=False, payment="card_on_file", credit=True
+    )
+    handle = await h.start(inp.model_copy(update={"first_document_saved": True}))
+    await handle.result()
+    return await handle.fetch_history()
+
+
 SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[WorkflowHistory]]] = {
     "q2o-approved-quote-card": _approved_quote,
     "q2o-shipped-order-invoice": _shipped_order,
     "q2o-api-started-card-order": _api_started_card_order,
+    "q2o-order-credit-at-placement": _order_with_credit_at_placement,
 }
 
 

@@ -167,6 +167,38 @@ async def test_credit_hold_waits_for_release_then_completes(h: Harness) -> None:
     assert invoice.status == "open" and invoice.due_date == invoice.issue_date + timedelta(days=30)
 
 
+async def test_an_order_placed_with_its_credit_position_is_checked_on_it_alone(
+    h: Harness,
+) -> None:
+    """The API reads the credit position at placement: the process decides on it without
+    reading the ERP (which is down here), so the first step that needs the ERP fails."""
+    cid = await _card_customer(h)
+    h.set_fault("erp", "down")
+    handle = await h.start(await h.input(cid, SETUP, quote=False, payment="invoice", credit=True))
+    await h.env.sleep(timedelta(minutes=2))
+    order = await h.until(handle, "order", Order, lambda o: o.status == "needs_attention")
+    assert order.failed_step is not None and order.failed_step.name == "create_sales_order"
+    check = order.steps[0]
+    assert (check.name, check.status, check.attempts) == ("check_credit", "done", 1)
+    h.set_fault("erp", "ok")
+    await h.update_accepted(handle, "retry")
+    result = await handle.result()
+    assert result.order is not None and result.order.status == "completed"
+    invoice = h.erp.get_invoice(result.order.invoice_ids[0])
+    assert invoice.due_date == invoice.issue_date + timedelta(days=30)  # the snapshot's terms
+
+
+async def test_an_order_over_the_limit_at_placement_is_held(h: Harness) -> None:
+    cid = await _card_customer(h, credit_limit="100.00")
+    h.set_fault("erp", "down")
+    inp = await h.input(cid, SETUP, quote=False, payment="invoice", credit=True)
+    handle = await h.start(inp)
+    held = await h.until(handle, "order", Order, lambda o: o.status == "credit_hold")
+    assert held.hold_reason is not None and "exceeds credit limit 100.00" in held.hold_reason
+    await h.update_accepted(handle, "cancel", CancelRequest(reason="over limit"))
+    assert (await handle.result()).order.status == "cancelled"
+
+
 async def test_credit_hold_cancelled_compensates_nothing_and_ends(h: Harness) -> None:
     cid = await _card_customer(h, credit_limit="0.00")
     handle = await h.start(await h.input(cid, WIDGETS, quote=False, payment="invoice"))

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from domain.money import Amount
 from domain.pricing import PricedLine, Totals
+from workflows.contracts.activities import CustomerSnapshot
 from workflows.contracts.common import ClockRef, FailedStep, Step
 
 QuoteStatus = Literal[
@@ -186,6 +187,10 @@ class QuoteToOrderInput(BaseModel):
     # readable the moment it is answered for, even before a worker picks it up); the process
     # then writes only the versions after it. False in histories from before this field.
     first_document_saved: bool = False
+    # An order placed directly: the customer's credit position as the starter read it at
+    # placement, which the credit check decides on instead of reading it again. None for
+    # quotes (checked at acceptance) and in histories from before this field.
+    credit: CustomerSnapshot | None = None
 
 
 class QuoteToOrderResult(BaseModel):
