@@ -48,6 +48,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy .
 
 bench: $(STAMP)
+	$(BIN)/python -m bench.erp
 	$(BIN)/python -m bench.orders
 
 clean:

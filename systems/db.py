@@ -16,7 +16,8 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from sqlalchemy import String, event
+from sqlalchemy import String, Table, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import Session, SQLModel, create_engine
@@ -91,6 +92,12 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def insert_for(dialect_name: str, table: Table) -> Any:
+    """An INSERT on ``table`` that can say ``on_conflict_do_nothing`` / ``_do_update``
+    (SQLite and PostgreSQL spell it alike)."""
+    return (sqlite.insert if dialect_name == "sqlite" else postgresql.insert)(table)
+
+
 def create_schema(engine: Engine) -> None:
     """Create every o2c table that does not exist yet."""
     for name in TABLE_MODULES:
@@ -118,6 +125,14 @@ def _writer_turn(engine: Engine) -> AbstractContextManager[object]:
 def read_connection(engine: Engine) -> Iterator[Connection]:
     """A connection for one read-only transaction, without an ORM session (hot reads)."""
     with _reader(engine).connect() as conn, conn.begin():
+        yield conn
+
+
+@contextmanager
+def write_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection for one writing transaction of Core statements, without an ORM session
+    (hot writes); commits on success, rolls back on any error."""
+    with _writer_turn(engine), engine.connect() as conn, conn.begin():
         yield conn
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from domain.errors import Conflict, InvalidInput, InvoiceNotPayable, UnbalancedEntry
+from domain.errors import Conflict, InvalidInput, InvoiceNotPayable, NotFound, UnbalancedEntry
 from domain.invoicing import DraftInvoice, InvoiceLine
 from domain.money import quantize
-from systems.db import unit_of_work
+from systems.db import insert_for, unit_of_work, utcnow
 from systems.erp.common import ErpBase, exact, page_query, require
 from systems.erp.tables import (
     CounterRow,
@@ -80,38 +81,59 @@ def _payment(row: PaymentRow) -> Payment:
     return Payment.model_validate(row, from_attributes=True)
 
 
+_ENTRIES = LedgerEntryRow.__table__  # type: ignore[attr-defined]
+_POSTINGS = LedgerPostingRow.__table__  # type: ignore[attr-defined]
+_COUNTERS = CounterRow.__table__  # type: ignore[attr-defined]
+_BUMP = (
+    update(_COUNTERS)
+    .where(_COUNTERS.c.name == bindparam("counter"))
+    .values(value=_COUNTERS.c.value + 1)
+    .returning(_COUNTERS.c.value)
+)
+
+
 def post_entry(s: Session, key: str, memo: str, currency: str, postings: list[Posting]) -> None:
     """Write one balanced entry; an unbalanced one raises before anything is written."""
     debit = sum((d for _, d, _ in postings), ZERO)
     credit = sum((c for _, _, c in postings), ZERO)
     if debit != credit:
         raise UnbalancedEntry(f"entry {key}: debits {debit} != credits {credit}")
-    entry = LedgerEntryRow(id=new_id("je"), key=key, memo=memo, currency=currency)
-    s.add(entry)
-    s.flush()
-    for account, d, c in postings:
-        if d or c:
-            s.add(
-                LedgerPostingRow(
-                    entry_id=entry.id, account=account, currency=currency, debit=d, credit=c
-                )
-            )
+    entry_id = new_id("je")
+    s.execute(
+        insert(_ENTRIES).values(
+            id=entry_id, key=key, memo=memo, currency=currency, created_at=utcnow()
+        )
+    )
+    rows = [
+        {"entry_id": entry_id, "account": a, "currency": currency, "debit": d, "credit": c}
+        for a, d, c in postings
+        if d or c
+    ]
+    s.execute(insert(_POSTINGS), rows)
 
 
-def _next_value_locked(engine: Any, s: Session, name: str) -> int:
-    """PostgreSQL: the next value of a gapless counter, row-locked until ``s`` commits."""
-    query = select(CounterRow).where(CounterRow.name == name).with_for_update()
-    row = s.exec(query).first()
-    if row is None:
-        try:  # create it in its own transaction; a concurrent creator is fine
-            with unit_of_work(engine) as other:
-                other.add(CounterRow(name=name, value=0))
-        except IntegrityError:
-            pass
-        row = s.exec(query).one()
-    row.value += 1
-    s.add(row)
-    return row.value
+def next_value(s: Session, name: str) -> int:
+    """The next value of the gapless counter ``name``, taken in ``s``'s transaction.
+
+    The UPDATE holds the counter's row (on SQLite, the write lock ``BEGIN IMMEDIATE``
+    took) until the transaction ends: numbers follow commit order, and a transaction that
+    rolls back gives its number back, so there is no gap. A missing counter is created
+    first; a concurrent creator's row is used instead (no error, no second row)."""
+    value = s.execute(_BUMP, {"counter": name}).scalar()
+    if value is None:
+        create = insert_for(s.get_bind().dialect.name, _COUNTERS).values(name=name, value=0)
+        s.execute(create.on_conflict_do_nothing(index_elements=["name"]))
+        value = s.execute(_BUMP, {"counter": name}).scalar_one()
+    return int(value)
+
+
+def _customer_currency(s: Session, customer_id: str) -> str:
+    """The customer's currency (what a sales order or invoice must match); 404 if none."""
+    query = select(CustomerRow.currency).where(CustomerRow.id == customer_id)
+    currency = s.execute(query).scalar()
+    if currency is None:
+        raise NotFound("customer", customer_id)
+    return str(currency)
 
 
 class BillingMixin(ErpBase):
@@ -124,8 +146,8 @@ class BillingMixin(ErpBase):
             found = s.exec(select(SalesOrderRow).where(SalesOrderRow.key == key)).first()
             if found is not None:
                 return SalesOrder.model_validate(found, from_attributes=True)
-            require(s, CustomerRow, customer_id, "customer")
-            number = self._next(s, "sales_order")
+            _customer_currency(s, customer_id)
+            number = next_value(s, "sales_order")
             row = SalesOrderRow(
                 id=new_id("so"),
                 key=key,
@@ -148,18 +170,6 @@ class BillingMixin(ErpBase):
             s.add(row)
             return SalesOrder.model_validate(row, from_attributes=True)
 
-    def _next(self, s: Session, name: str) -> int:
-        if self._engine.dialect.name == "sqlite":
-            # BEGIN IMMEDIATE already serialises writers: create the row in this transaction.
-            row = s.get(CounterRow, name)
-            if row is None:
-                row = CounterRow(name=name, value=0)
-            row.value += 1
-            s.add(row)
-            s.flush()
-            return row.value
-        return _next_value_locked(self._engine, s, name)
-
     # --- invoices -------------------------------------------------------------------------
 
     def issue_invoice(self, key: str, draft: DraftInvoice) -> Invoice:
@@ -180,11 +190,11 @@ class BillingMixin(ErpBase):
             found = s.exec(select(InvoiceRow).where(InvoiceRow.key == key)).first()
             if found is not None:
                 return _invoice(found)
-            c = require(s, CustomerRow, draft.customer_id, "customer")
-            if c.currency != draft.currency:
-                raise InvalidInput(f"customer pays in {c.currency}, invoice is {draft.currency}")
+            currency = _customer_currency(s, draft.customer_id)
+            if currency != draft.currency:
+                raise InvalidInput(f"customer pays in {currency}, invoice is {draft.currency}")
             year = draft.issue_date.year
-            number = self._next(s, f"invoice-{year}")
+            number = next_value(s, f"invoice-{year}")
             row = InvoiceRow(
                 id=new_id("inv"),
                 key=key,

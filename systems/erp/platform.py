@@ -7,15 +7,15 @@ import hashlib
 import hmac
 import secrets
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import bindparam, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from domain.errors import Conflict, NotFound
-from systems.db import read_connection, unit_of_work, utcnow
+from systems.db import insert_for, read_connection, unit_of_work, utcnow, write_connection
 from systems.erp.common import ErpBase, require
 from systems.erp.tables import ApiKeyRow, ClockRow, DocumentRow, FaultRow, IdempotencyRow
 from systems.ids import new_id
@@ -34,6 +34,20 @@ _DOCUMENT_BODY = select(_DOCUMENTS.c.body).where(
 )
 
 
+@cache
+def _save_document(dialect_name: str, only_new: bool) -> Any:
+    """The read-model upsert, built once per dialect (building one costs more than running
+    it): insert, and on a conflict replace the body, or with ``only_new`` leave it."""
+    columns = ("kind", "doc_id", "customer_id", "body", "updated_at")
+    stmt = insert_for(dialect_name, _DOCUMENTS).values({c: bindparam(c) for c in columns})
+    if only_new:
+        return stmt.on_conflict_do_nothing(index_elements=["kind", "doc_id"])
+    return stmt.on_conflict_do_update(
+        index_elements=["kind", "doc_id"],
+        set_={"body": stmt.excluded.body, "updated_at": stmt.excluded.updated_at},
+    )
+
+
 class PlatformMixin(ErpBase):
     def save_document(
         self,
@@ -47,19 +61,16 @@ class PlatformMixin(ErpBase):
         """Write a read model in one statement: replace it, or with ``only_new`` only if
         none exists yet (a starter's first version never overwrites what its process wrote
         since). True when the row was written."""
-        dialect = sqlite if self._engine.dialect.name == "sqlite" else postgresql
-        stmt = dialect.insert(_DOCUMENTS).values(
-            kind=kind, doc_id=doc_id, customer_id=customer_id, body=body, updated_at=utcnow()
-        )
-        if only_new:
-            stmt = stmt.on_conflict_do_nothing(index_elements=["kind", "doc_id"])
-        else:
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["kind", "doc_id"],
-                set_={"body": stmt.excluded.body, "updated_at": stmt.excluded.updated_at},
-            )
-        with unit_of_work(self._engine) as s:
-            return bool(s.execute(stmt).rowcount)  # type: ignore[attr-defined]
+        params = {
+            "kind": kind,
+            "doc_id": doc_id,
+            "customer_id": customer_id,
+            "body": body,
+            "updated_at": utcnow(),
+        }
+        with write_connection(self._engine) as conn:
+            stmt = _save_document(self._engine.dialect.name, only_new)
+            return bool(conn.execute(stmt, params).rowcount)
 
     def get_document(self, kind: str, doc_id: str) -> dict[str, Any]:
         # The API's hottest read (clients poll it): one Core statement, no ORM session.

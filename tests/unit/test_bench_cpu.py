@@ -1,4 +1,4 @@
-"""The benchmark's CPU accounting finds a stack's processes and charges them their time
+"""The benchmarks' instruments: CPU accounting charges a stack's processes their time
 (o2c runs on Linux: /proc is always there)."""
 
 from __future__ import annotations
@@ -35,3 +35,22 @@ def test_per_item_prints_milliseconds_per_item_largest_first() -> None:
         100,
     )
     assert line == "worker 20.0  api 5.0  total 25.0 ms"
+
+
+def test_erp_bench_times_every_call_of_an_order(tmp_path: Path) -> None:
+    from bench import erp
+
+    per_call = erp.run(f"sqlite:///{tmp_path / 'erp.db'}", orders=3)
+    assert set(per_call) == {
+        "credit position",
+        "sales order",
+        "read model (x2)",
+        "e-mail recipient",
+        "invoice",
+        "charge: invoice",
+        "charge: card",
+        "charge: token",
+        "gateway charge",
+        "payment",
+    }
+    assert all(ms > 0 for ms in per_call.values())
