@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
+from sqlalchemy import bindparam
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from domain.errors import Conflict, CurrencyMismatch, InvalidInput
+from domain.errors import Conflict, CurrencyMismatch, InvalidInput, NotFound
 from domain.money import quantize
 from domain.pricing import CatalogLine
-from systems.db import unit_of_work
+from systems.db import read_connection, unit_of_work
 from systems.erp.common import ErpBase, exact, page_query, require
 from systems.erp.tables import (
     CustomerRow,
@@ -47,11 +49,31 @@ def _customer(row: CustomerRow) -> Customer:
     return Customer.model_validate(row, from_attributes=True)
 
 
-def _account(s: Session, c: CustomerRow, as_of: date) -> Account:
-    rows = s.exec(
-        select(InvoiceRow).where(InvoiceRow.customer_id == c.id, InvoiceRow.status == "open")
-    ).all()
-    due = [(r.total - r.amount_paid - r.amount_credited, r.due_date) for r in rows]
+_CUSTOMERS = CustomerRow.__table__  # type: ignore[attr-defined]
+_INVOICES = InvoiceRow.__table__  # type: ignore[attr-defined]
+_METHODS = PaymentMethodRow.__table__  # type: ignore[attr-defined]
+# The hot reads (every credit check, quote, order and e-mail) as prebuilt Core statements:
+# no ORM objects are built for rows that are only read.
+_CUSTOMER = select(_CUSTOMERS).where(_CUSTOMERS.c.id == bindparam("customer_id"))
+_OPEN_INVOICES = select(
+    _INVOICES.c.total, _INVOICES.c.amount_paid, _INVOICES.c.amount_credited, _INVOICES.c.due_date
+).where(_INVOICES.c.customer_id == bindparam("customer_id"), _INVOICES.c.status == "open")
+_HAS_METHOD = (
+    select(_METHODS.c.id).where(_METHODS.c.customer_id == bindparam("customer_id")).limit(1)
+)
+
+
+def _read_customer(conn: Connection, customer_id: str) -> Customer:
+    row = conn.execute(_CUSTOMER, {"customer_id": customer_id}).mappings().first()
+    if row is None:
+        raise NotFound("customer", customer_id)
+    return Customer.model_validate(dict(row))
+
+
+def _account(conn: Connection, c: Customer, as_of: date) -> Account:
+    """Open AR, its overdue part and the credit left, summed exactly from the open invoices."""
+    rows = conn.execute(_OPEN_INVOICES, {"customer_id": c.id}).all()
+    due = [(total - paid - credited, due_date) for total, paid, credited, due_date in rows]
     open_ar = sum((d for d, _ in due), Decimal(0))
     overdue = sum((d for d, when in due if when < as_of), Decimal(0))
     cur = c.currency
@@ -106,8 +128,8 @@ class CatalogMixin(ErpBase):
             return _customer(row)
 
     def get_customer(self, customer_id: str) -> Customer:
-        with unit_of_work(self._engine, read=True) as s:
-            return _customer(require(s, CustomerRow, customer_id, "customer"))
+        with read_connection(self._engine) as conn:
+            return _read_customer(conn, customer_id)
 
     def list_customers(self, limit: int, cursor: str | None) -> Page[Customer]:
         with unit_of_work(self._engine, read=True) as s:
@@ -116,17 +138,16 @@ class CatalogMixin(ErpBase):
 
     def account(self, customer_id: str, as_of: date) -> Account:
         """Open AR, its overdue part (due before ``as_of``) and the credit left."""
-        with unit_of_work(self._engine, read=True) as s:
-            return _account(s, require(s, CustomerRow, customer_id, "customer"), as_of)
+        with read_connection(self._engine) as conn:
+            return _account(conn, _read_customer(conn, customer_id), as_of)
 
     def credit_view(self, customer_id: str, as_of: date) -> CreditView:
         """The customer, its account and whether it has a card, as of one moment."""
-        with unit_of_work(self._engine, read=True) as s:
-            c = require(s, CustomerRow, customer_id, "customer")
+        with read_connection(self._engine) as conn:
+            c = _read_customer(conn, customer_id)
+            has_method = conn.execute(_HAS_METHOD, {"customer_id": customer_id}).first()
             return CreditView(
-                customer=_customer(c),
-                account=_account(s, c, as_of),
-                has_payment_method=_default_method(s, customer_id) is not None,
+                customer=c, account=_account(conn, c, as_of), has_payment_method=bool(has_method)
             )
 
     def set_prices(self, customer_id: str, items: list[PriceItem]) -> list[PriceItem]:
