@@ -114,7 +114,10 @@ async def run_worker(settings: Settings) -> None:
     systems = build_systems(settings)
     worker = build_worker(client, systems, settings)
     log.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_target)
-    await worker.run()
+    try:
+        await worker.run()
+    finally:
+        systems.notifier.close()
 
 
 if __name__ == "__main__":

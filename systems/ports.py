@@ -196,6 +196,10 @@ class Notifier(Protocol):
 
     async def send_email(self, key: str, to: str, subject: str, body: str) -> str: ...
 
+    def close(self) -> None:
+        """Release what the notifier keeps open between messages (its process stops)."""
+        ...
+
 
 class FaultSwitch(Protocol):
     """Reads the sandbox fault mode of a system (``ok`` unless set)."""

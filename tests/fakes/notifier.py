@@ -26,6 +26,9 @@ class FakeNotifier:
             self.sent[key] = SentEmail(key, to, subject, body)
         return f"msg-{key}"
 
+    def close(self) -> None:
+        """Nothing is kept open between messages here."""
+
     def subjects(self) -> list[str]:
         return [m.subject for m in self.sent.values()]
 

@@ -1,12 +1,14 @@
-"""The sandbox gateway's test cards and the notifier's one-message-per-key rule."""
+"""The sandbox gateway's test cards; the notifier's one message per key, over kept connections."""
 
 from __future__ import annotations
 
 import socket
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 from sqlalchemy import text
 
 from domain.errors import CardDeclined, Conflict, InvalidInput, SystemUnavailable
@@ -114,3 +116,44 @@ async def test_notifier_sends_one_message_per_key_to_the_sink(tmp_path: Path) ->
     down = SmtpNotifier(engine, f"smtp://127.0.0.1:{_free_port()}", "b@o2c.test")
     with pytest.raises(SystemUnavailable):
         await down.send_email("k3", "x@example.com", "Third", "x")
+
+
+class _Connections:
+    """An SMTP server handler that notes the client connection each message came over."""
+
+    def __init__(self) -> None:
+        self.peers: list[tuple[str, int]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.peers.append(session.peer)
+        return "250 OK"
+
+
+async def test_notifier_keeps_its_connection_and_replaces_one_the_server_dropped(
+    tmp_path: Path,
+) -> None:
+    port = _free_port()
+    engine = make_engine(f"sqlite:///{tmp_path / 'n.db'}")
+    create_schema(engine)
+    notifier = SmtpNotifier(engine, f"smtp://127.0.0.1:{port}", "billing@o2c.test")
+    first = _Connections()
+    server = Controller(first, hostname="127.0.0.1", port=port)
+    server.start()
+    try:
+        for n in range(3):
+            await notifier.send_email(f"k{n}", "x@example.com", f"Message {n}", "hello")
+        assert len(first.peers) == 3 and len(set(first.peers)) == 1  # one connection
+    finally:
+        server.stop()  # drops the kept connection
+    second = _Connections()
+    server = Controller(second, hostname="127.0.0.1", port=port)
+    server.start()
+    try:
+        await notifier.send_email("k3", "x@example.com", "After a restart", "hello")
+        assert len(second.peers) == 1  # sent on a new connection, not lost
+        notifier.close()
+        await notifier.send_email("k4", "x@example.com", "After close", "hello")
+        assert len(second.peers) == 2 and second.peers[1] != second.peers[0]
+    finally:
+        notifier.close()
+        server.stop()
