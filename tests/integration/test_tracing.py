@@ -106,7 +106,7 @@ async def test_one_trace_spans_the_request_the_workflow_and_its_activities(
     assert {
         "StartWorkflow:QuoteToOrderWorkflow",
         "RunWorkflow:QuoteToOrderWorkflow",
-        "RunActivity:erp.customer_snapshot",  # a local activity
+        "RunActivity:erp.create_sales_order",  # a local activity
         "RunActivity:erp.issue_invoice",
         "RunActivity:notify.email_customer",  # a regular one
     } <= names, names
