@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from datetime import UTC, datetime
-from email import message_from_bytes
+from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +23,15 @@ class _Handler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         raw: bytes = envelope.original_content or envelope.content
-        msg = message_from_bytes(raw)
+        msg = message_from_bytes(raw, policy=policy.default)
         with self._lock:
             self._count += 1
             (self._folder / f"{self._count:06d}.eml").write_bytes(raw)
             entry = {
-                "message_id": msg.get("Message-ID"),
+                "message_id": str(msg.get("Message-ID", "")),
                 "from": envelope.mail_from,
                 "to": list(envelope.rcpt_tos),
-                "subject": msg.get("Subject"),
+                "subject": str(msg.get("Subject", "")),
                 "received_at": datetime.now(UTC).isoformat(),
             }
             with (self._folder / "index.jsonl").open("a") as f:
@@ -43,7 +43,7 @@ def start_sink(data_dir: Path, port: int) -> Controller:
     """Start the sink on 127.0.0.1:``port``; call ``.stop()`` on the result to end it."""
     folder = Path(data_dir) / "mail"
     folder.mkdir(parents=True, exist_ok=True)
-    controller = Controller(_Handler(folder), hostname="127.0.0.1", port=port)
+    controller = Controller(_Handler(folder), hostname="127.0.0.1", port=port, enable_SMTPUTF8=True)
     controller.start()
     return controller
 

@@ -19,13 +19,18 @@ import hashlib
 import smtplib
 import threading
 import time
-from email.message import EmailMessage
+from email.charset import QP, Charset
+from email.header import Header
+from email.message import EmailMessage, Message
+from email.policy import compat32
+from email.utils import formatdate
 from urllib.parse import unquote, urlparse
 
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Engine
 
 from domain.errors import SystemUnavailable
-from systems.db import unit_of_work
+from systems.db import utcnow, write_connection
 from systems.notify.tables import MessageRow
 
 TIMEOUT_SECONDS = 10
@@ -33,6 +38,18 @@ TIMEOUT_SECONDS = 10
 # which RFC 5321 lets a server drop an idle client).
 KEEP_CONNECTIONS = 4
 KEEP_SECONDS = 30.0
+_UTF8 = Charset("utf-8")
+_UTF8.header_encoding = _UTF8.body_encoding = QP
+_WIRE = compat32.clone(linesep="\r\n")  # SMTP lines end in CRLF
+
+
+_MESSAGES = MessageRow.__table__  # type: ignore[attr-defined]
+_LOGGED = select(_MESSAGES.c.status, _MESSAGES.c.message_id).where(
+    _MESSAGES.c.key == bindparam("message_key")
+)
+_MARK_SENT = (
+    update(_MESSAGES).where(_MESSAGES.c.key == bindparam("message_key")).values(status="sent")
+)
 
 
 class SmtpNotifier:
@@ -50,33 +67,45 @@ class SmtpNotifier:
 
     def _send(self, key: str, to: str, subject: str, body: str) -> str:
         message_id = f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@o2c>"
-        with unit_of_work(self._engine) as s:
-            row = s.get(MessageRow, key)
-            if row is not None and row.status == "sent":
-                return row.message_id
-            if row is None:
-                s.add(MessageRow(key=key, message_id=message_id, recipient=to, subject=subject))
-        msg = EmailMessage()
-        msg["From"], msg["To"], msg["Subject"], msg["Message-ID"] = (
-            self._from,
-            to,
-            subject,
-            message_id,
-        )
-        msg.set_content(body)
-        self._deliver(msg)
-        with unit_of_work(self._engine) as s:
-            row = s.get(MessageRow, key)
-            assert row is not None
-            row.status = "sent"
-            s.add(row)
+        with write_connection(self._engine) as conn:
+            found = conn.execute(_LOGGED, {"message_key": key}).first()
+            if found is not None and found.status == "sent":
+                return str(found.message_id)
+            if found is None:
+                conn.execute(
+                    insert(_MESSAGES).values(
+                        key=key,
+                        message_id=message_id,
+                        recipient=to,
+                        subject=subject,
+                        status="sending",
+                        created_at=utcnow(),
+                    )
+                )
+        self._deliver(to, self._message(to, subject, message_id, body))
+        with write_connection(self._engine) as conn:
+            conn.execute(_MARK_SENT, {"message_key": key})
         return message_id
 
-    def _deliver(self, msg: EmailMessage) -> None:
+    def _message(self, to: str, subject: str, message_id: str, body: str) -> bytes | EmailMessage:
+        """The message: composed directly for ASCII addresses (five times cheaper than
+        ``EmailMessage``), else as an ``EmailMessage``, which smtplib sends with SMTPUTF8."""
+        if to.isascii() and self._from.isascii():
+            return compose(self._from, to, subject, message_id, body)
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = self._from, to, subject
+        msg["Date"], msg["Message-ID"] = formatdate(usegmt=True), message_id
+        msg.set_content(body)
+        return msg
+
+    def _deliver(self, to: str, msg: bytes | EmailMessage) -> None:
         while True:
             smtp, kept = self._checkout()
             try:
-                smtp.send_message(msg)
+                if isinstance(msg, bytes):
+                    smtp.sendmail(self._from, [to], msg)
+                else:
+                    smtp.send_message(msg)
             except (OSError, smtplib.SMTPServerDisconnected) as exc:
                 smtp.close()  # broken: no QUIT
                 if kept:
@@ -137,6 +166,18 @@ class SmtpNotifier:
             kept, self._kept = self._kept, []
         for _, smtp in kept:
             _close(smtp)
+
+
+def compose(sender: str, to: str, subject: str, message_id: str, body: str) -> bytes:
+    """A plain-text UTF-8 message (quoted-printable: readable where it is ASCII) between
+    ASCII addresses; a non-ASCII subject becomes an RFC 2047 encoded word."""
+    msg = Message()
+    msg["From"], msg["To"] = sender, to
+    msg["Subject"] = subject if subject.isascii() else Header(subject, _UTF8).encode()
+    msg["Date"], msg["Message-ID"] = formatdate(usegmt=True), message_id
+    msg["MIME-Version"] = "1.0"
+    msg.set_payload(body, _UTF8)
+    return msg.as_bytes(policy=_WIRE)
 
 
 def _close(smtp: smtplib.SMTP) -> None:

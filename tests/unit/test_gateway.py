@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 from decimal import Decimal
+from email import message_from_bytes
+from email.policy import default
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +159,36 @@ async def test_notifier_keeps_its_connection_and_replaces_one_the_server_dropped
     finally:
         notifier.close()
         server.stop()
+
+
+async def test_notifier_messages_carry_any_text_and_reach_international_addresses(
+    tmp_path: Path,
+) -> None:
+    port = _free_port()
+    sink = start_sink(tmp_path, port)
+    engine = make_engine(f"sqlite:///{tmp_path / 'n.db'}")
+    create_schema(engine)
+    notifier = SmtpNotifier(engine, f"smtp://127.0.0.1:{port}", "billing@o2c.test")
+    body = "Grüße, Müller GmbH\n  1 x Setup @ 150.00 = 150.00\n" + "x" * 120 + "\nTotal: 178.50 €\n"
+    try:
+        mid = await notifier.send_email(
+            "k1", "ap@example.com", "Bestellung bestätigt – 178,50 €", body
+        )
+        await notifier.send_email("k2", "müller@example.com", "Grüße", "Hallo")
+    finally:
+        notifier.close()
+        sink.stop()
+    index = read_index(tmp_path)
+    assert [(m["to"], m["subject"]) for m in index] == [
+        (["ap@example.com"], "Bestellung bestätigt – 178,50 €"),
+        (["müller@example.com"], "Grüße"),
+    ]
+    assert index[0]["message_id"] == mid
+    first = message_from_bytes((tmp_path / "mail" / "000001.eml").read_bytes(), policy=default)
+    # Lines travel as CRLF (SMTP's line ending); the text is the same.
+    assert first.get_content().replace("\r\n", "\n") == body
+    assert first["From"] == "billing@o2c.test" and first["Message-ID"] == mid
+    assert first["Date"] is not None and first.get_content_charset() == "utf-8"
+    second = message_from_bytes((tmp_path / "mail" / "000002.eml").read_bytes(), policy=default)
+    assert second["To"] == "müller@example.com"
+    assert second.get_content().replace("\r\n", "\n") == "Hallo\n"
