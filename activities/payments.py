@@ -36,10 +36,10 @@ class PaymentActivities:
         the payment already recorded for a paid invoice, or the invoice, the default
         card's token and the delay a slow gateway adds."""
         delay = self._faults.check("payments")
-        invoice = self._erp.get_invoice(inp.invoice_id)
+        view = self._erp.charge_view(inp.invoice_id, inp.customer_id)
+        invoice = view.invoice
         if invoice.status == "paid":
-            paid = self._erp.payments_for_invoice(invoice.id)
-            first = paid[0] if paid else None
+            first = view.payments[0] if view.payments else None
             return ChargeResult(
                 attempt=activity.info().attempt,
                 charge_id=(first.charge_id or "") if first else "",
@@ -48,10 +48,9 @@ class PaymentActivities:
             )
         if invoice.status != "open":
             raise InvoiceNotPayable(f"invoice {invoice.id} is {invoice.status}")
-        method = self._erp.default_payment_method(inp.customer_id)
-        if method is None:
+        if view.card_token is None:
             raise InvoiceNotPayable(f"customer {inp.customer_id} has no card on file")
-        return invoice, self._erp.payment_method_token(method.id), delay
+        return invoice, view.card_token, delay
 
     @activity.defn(name="payments.charge_invoice")
     @mapped_errors

@@ -65,10 +65,8 @@ def one_order(erp: EmbeddedErp, gateway: SandboxGateway, cid: str, t: Timings) -
         total=Decimal("11.90"),
     )
     invoice = t("invoice", erp.issue_invoice, f"{key}:inv", draft)
-    t("charge: invoice", erp.get_invoice, invoice.id)
-    method = t("charge: card", erp.default_payment_method, cid)
-    assert method is not None
-    token = t("charge: token", erp.payment_method_token, method.id)
+    token = t("charge: invoice+card", erp.charge_view, invoice.id, cid).card_token
+    assert token is not None
     charge = gateway.charge(f"{key}:charge", token, invoice.amount_due, "EUR", "bench")
     charge_id = t("gateway charge", asyncio.run, charge)
     t(

@@ -283,6 +283,15 @@ class Payment(BaseModel):
     created_at: datetime
 
 
+class ChargeView(BaseModel):
+    """What a card charge reads, from one transaction: the invoice, the payments already
+    applied to it, and the token of the customer's default card (None without one)."""
+
+    invoice: Invoice
+    payments: list[Payment]
+    card_token: str | None
+
+
 class CreditNote(BaseModel):
     id: str
     invoice_id: str

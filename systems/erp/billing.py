@@ -18,6 +18,7 @@ from domain.errors import Conflict, InvalidInput, InvoiceNotPayable, NotFound, U
 from domain.invoicing import DraftInvoice, InvoiceLine
 from domain.money import quantize
 from systems.db import insert_for, unit_of_work, utcnow
+from systems.erp.catalog import default_method
 from systems.erp.common import ErpBase, exact, page_query, require
 from systems.erp.tables import (
     CounterRow,
@@ -32,6 +33,7 @@ from systems.erp.tables import (
 )
 from systems.ids import new_id
 from systems.records import (
+    ChargeView,
     CreditNote,
     Invoice,
     InvoiceStatus,
@@ -229,6 +231,20 @@ class BillingMixin(ErpBase):
     def get_invoice(self, invoice_id: str) -> Invoice:
         with unit_of_work(self._engine, read=True) as s:
             return _invoice(require(s, InvoiceRow, invoice_id, "invoice"))
+
+    def charge_view(self, invoice_id: str, customer_id: str) -> ChargeView:
+        """The invoice, its payments and the customer's default card token, as of one
+        moment (what a charge decides on)."""
+        with unit_of_work(self._engine, read=True) as s:
+            inv = require(s, InvoiceRow, invoice_id, "invoice")
+            query = select(PaymentRow).where(PaymentRow.invoice_id == invoice_id)
+            paid = s.exec(query.order_by(col(PaymentRow.created_at), col(PaymentRow.id))).all()
+            method = default_method(s, customer_id)
+            return ChargeView(
+                invoice=_invoice(inv),
+                payments=[_payment(p) for p in paid],
+                card_token=method.token if method is not None else None,
+            )
 
     def list_invoices(
         self, customer_id: str | None, status: InvoiceStatus | None, limit: int, cursor: str | None

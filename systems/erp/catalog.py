@@ -84,7 +84,7 @@ def _account(conn: Connection, c: Customer, as_of: date) -> Account:
     )
 
 
-def _default_method(s: Session, customer_id: str) -> PaymentMethodRow | None:
+def default_method(s: Session, customer_id: str) -> PaymentMethodRow | None:
     """The newest payment method is the default."""
     return s.exec(
         select(PaymentMethodRow)
@@ -205,16 +205,6 @@ class CatalogMixin(ErpBase):
             s.add(row)
             s.flush()
             return PaymentMethod.model_validate(row, from_attributes=True)
-
-    def default_payment_method(self, customer_id: str) -> PaymentMethod | None:
-        """The newest payment method is the default."""
-        with unit_of_work(self._engine, read=True) as s:
-            row = _default_method(s, customer_id)
-            return PaymentMethod.model_validate(row, from_attributes=True) if row else None
-
-    def payment_method_token(self, payment_method_id: str) -> str:
-        with unit_of_work(self._engine, read=True) as s:
-            return require(s, PaymentMethodRow, payment_method_id, "payment method").token
 
     def create_product(self, data: ProductCreate) -> Product:
         exact(data.unit_price, data.currency, "unit_price")

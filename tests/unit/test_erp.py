@@ -170,6 +170,22 @@ def test_credit_snapshot_is_what_the_credit_check_decides_on(erp: EmbeddedErp) -
         process_input(priced, quote_id="quo_1", order_id="ord_1", created_at=now, credit=snap)
 
 
+def test_charge_view_reads_invoice_payments_and_default_card_together(erp: EmbeddedErp) -> None:
+    c = customer(erp)
+    inv = erp.issue_invoice("k1", draft(c.id))
+    view = erp.charge_view(inv.id, c.id)
+    assert view.invoice == erp.get_invoice(inv.id)
+    assert view.payments == [] and view.card_token is None
+    erp.add_payment_method(c.id, "tok_old", "visa", "4242", 12, 2030)
+    erp.add_payment_method(c.id, "tok_new", "visa", "4444", 12, 2031)  # the newest is default
+    erp.record_payment("p1", inv.id, D("19.00"), "card", "ch_1", "ch_1")
+    view = erp.charge_view(inv.id, c.id)
+    assert view.card_token == "tok_new" and view.invoice.amount_due == D("100.00")
+    assert [(p.amount, p.charge_id) for p in view.payments] == [(D("19.00"), "ch_1")]
+    with pytest.raises(NotFound):
+        erp.charge_view("inv_missing", c.id)
+
+
 def test_invoice_numbers_stay_gapless_under_concurrency_and_retries(erp: EmbeddedErp) -> None:
     c = customer(erp)
     errors: list[BaseException] = []
