@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import threading
+from collections.abc import Iterator
 from decimal import Decimal
 from email import message_from_bytes
 from email.policy import default
@@ -12,21 +15,32 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import text
+from sqlmodel import SQLModel
 
 from domain.errors import CardDeclined, Conflict, InvalidInput, SystemUnavailable
 from systems.db import create_schema, make_engine
 from systems.notify.sink import read_index, start_sink
 from systems.notify.smtp import SmtpNotifier
 from systems.payments.sandbox import SandboxGateway
+from tests.pg import pg_url  # noqa: F401
 
 EUR = "EUR"
 
 
-@pytest.fixture
-def gw(tmp_path: Path) -> SandboxGateway:
-    engine = make_engine(f"sqlite:///{tmp_path / 'gw.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def gw(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SandboxGateway]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'gw.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    engine = make_engine(url)
     create_schema(engine)
-    return SandboxGateway(engine)
+    if request.param == "postgresql":
+        with engine.begin() as conn:
+            names = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    yield SandboxGateway(engine)
+    engine.dispose()
 
 
 async def _token(gw: SandboxGateway, number: str) -> str:
@@ -38,6 +52,30 @@ async def test_4242_succeeds_once_per_key(gw: SandboxGateway) -> None:
     first = await gw.charge("k1", tok, Decimal("10.00"), EUR, "x")
     assert await gw.charge("k1", tok, Decimal("10.00"), EUR, "x") == first
     assert await gw.charges_for_key("k1") == 1 and await gw.charge_count(tok) == 1
+
+
+def test_concurrent_charges_of_one_key_take_the_money_once(gw: SandboxGateway) -> None:
+    tok = asyncio.run(_token(gw, "4000000000000259"))  # charges, then times out once
+    answers: list[str] = []
+
+    def charge() -> None:
+        for _ in range(3):
+            try:
+                answers.append(asyncio.run(gw.charge("k", tok, Decimal("3.00"), EUR, "x")))
+                return
+            except SystemUnavailable:
+                continue
+
+    threads = [threading.Thread(target=charge) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(answers) == 8 and len(set(answers)) == 1
+    assert asyncio.run(gw.charge_count(tok)) == 1
+    with gw._engine.connect() as conn:
+        attempts = conn.execute(text("SELECT attempts FROM gw_attempts WHERE key = 'k'"))
+        assert attempts.scalar_one() == 9  # every attempt counted: 8 callers, one retried
 
 
 @pytest.mark.parametrize(
