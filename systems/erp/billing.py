@@ -261,7 +261,7 @@ class BillingMixin(ErpBase):
     def void_invoice(self, key: str, invoice_id: str) -> Invoice:
         """Void an invoice nothing was paid or credited on; its entry is reversed."""
         with unit_of_work(self._engine) as s:
-            row = require(s, InvoiceRow, invoice_id, "invoice")
+            row = require(s, InvoiceRow, invoice_id, "invoice", lock=True)
             if row.status == "void":
                 return _invoice(row)
             if row.status != "open" or row.amount_paid or row.amount_credited:
@@ -297,7 +297,7 @@ class BillingMixin(ErpBase):
             found = s.exec(select(PaymentRow).where(PaymentRow.key == key)).first()
             if found is not None:
                 return _payment(found)
-            inv = require(s, InvoiceRow, invoice_id, "invoice")
+            inv = require(s, InvoiceRow, invoice_id, "invoice", lock=True)
             exact(amount, inv.currency, "amount")
             due = inv.total - inv.amount_paid - inv.amount_credited
             if inv.status != "open":
@@ -353,7 +353,7 @@ class BillingMixin(ErpBase):
             found = s.exec(select(CreditNoteRow).where(CreditNoteRow.key == key)).first()
             if found is not None:
                 return CreditNote.model_validate(found, from_attributes=True)
-            inv = require(s, InvoiceRow, invoice_id, "invoice")
+            inv = require(s, InvoiceRow, invoice_id, "invoice", lock=True)
             exact(amount, inv.currency, "amount")
             if inv.status == "void" or amount <= 0 or amount > inv.total - inv.amount_credited:
                 raise Conflict(f"cannot credit {amount} on {inv.number}")
@@ -387,7 +387,7 @@ class BillingMixin(ErpBase):
 
     def record_refund(self, key: str, payment_id: str, amount: Decimal, refund_id: str) -> Payment:
         with unit_of_work(self._engine) as s:
-            pay = require(s, PaymentRow, payment_id, "payment")
+            pay = require(s, PaymentRow, payment_id, "payment", lock=True)
             if s.get(RefundRow, key) is not None:
                 return _payment(pay)
             if amount <= 0 or amount > pay.amount - pay.refunded:

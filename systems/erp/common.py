@@ -22,8 +22,12 @@ class ErpBase:
         self._engine = engine
 
 
-def require(session: Session, model: type[R], key: Any, kind: str) -> R:
-    row = session.get(model, key)
+def require(session: Session, model: type[R], key: Any, kind: str, *, lock: bool = False) -> R:
+    """The row of ``model`` at ``key`` (``NotFound`` if none). ``lock`` for a row the
+    transaction will change from what it read: on PostgreSQL it is locked (``FOR UPDATE``)
+    until the commit, so concurrent changes queue instead of overwriting each other;
+    SQLite's writers are already one at a time."""
+    row = session.get(model, key, with_for_update=lock)
     if row is None:
         raise NotFound(kind, str(key))
     return row

@@ -29,6 +29,7 @@ def _hash(secret: str) -> str:
 
 
 _DOCUMENTS = DocumentRow.__table__  # type: ignore[attr-defined]
+_FAULTS = FaultRow.__table__  # type: ignore[attr-defined]
 _DOCUMENT_BODY = select(_DOCUMENTS.c.body).where(
     _DOCUMENTS.c.kind == bindparam("kind"), _DOCUMENTS.c.doc_id == bindparam("doc_id")
 )
@@ -145,7 +146,7 @@ class PlatformMixin(ErpBase):
     def advance_clock(self, clock_id: str, frozen_time: datetime) -> TestClock:
         """Move the clock forward (never back) and mark it advancing."""
         with unit_of_work(self._engine) as s:
-            row = require(s, ClockRow, clock_id, "test clock")
+            row = require(s, ClockRow, clock_id, "test clock", lock=True)
             if frozen_time <= row.frozen_time:
                 raise Conflict(f"test clock is at {row.frozen_time.isoformat()}: only forward")
             row.frozen_time, row.status = frozen_time, "advancing"
@@ -160,11 +161,11 @@ class PlatformMixin(ErpBase):
             return TestClock.model_validate(row, from_attributes=True)
 
     def set_fault(self, system: SystemName, mode: FaultMode) -> Fault:
-        with unit_of_work(self._engine) as s:
-            row = s.get(FaultRow, system) or FaultRow(system=system)
-            row.mode = mode
-            s.add(row)
-            return Fault(system=system, mode=mode)
+        stmt = insert_for(self._engine.dialect.name, _FAULTS).values(system=system, mode=mode)
+        upsert = stmt.on_conflict_do_update(index_elements=["system"], set_={"mode": mode})
+        with write_connection(self._engine) as conn:
+            conn.execute(upsert)  # concurrent first settings of a system: no key conflict
+        return Fault(system=system, mode=mode)
 
     def ping(self) -> None:
         with self._engine.connect() as conn:

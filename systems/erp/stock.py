@@ -29,7 +29,7 @@ class StockMixin(ErpBase):
     def adjust_inventory(self, sku: str, delta: int, reason: str) -> Inventory:
         """Change stock on hand; it may never drop below what is reserved."""
         with unit_of_work(self._engine) as s:
-            row = require(s, StockRow, sku, "inventory")
+            row = require(s, StockRow, sku, "inventory", lock=True)
             if row.on_hand + delta < row.reserved:
                 raise Conflict(
                     f"{sku}: on hand would be {row.on_hand + delta}, below reserved {row.reserved}"
@@ -45,7 +45,8 @@ class StockMixin(ErpBase):
         with unit_of_work(self._engine) as s:
             if s.get(ReservationRow, key) is not None:
                 return
-            rows = {sku: require(s, StockRow, sku, "inventory") for sku in sorted(lines)}
+            # Locked in SKU order, as everywhere: two orders never wait on each other.
+            rows = {sku: require(s, StockRow, sku, "inventory", lock=True) for sku in sorted(lines)}
             short = {
                 sku: q - (rows[sku].on_hand - rows[sku].reserved)
                 for sku, q in lines.items()
@@ -60,11 +61,11 @@ class StockMixin(ErpBase):
 
     def _settle(self, key: str, to: str) -> None:
         with unit_of_work(self._engine) as s:
-            res = s.get(ReservationRow, key)
+            res = s.get(ReservationRow, key, with_for_update=True)
             if res is None or res.status != "active":
                 return
-            for sku, q in (res.lines or {}).items():
-                row = require(s, StockRow, sku, "inventory")
+            for sku, q in sorted((res.lines or {}).items()):
+                row = require(s, StockRow, sku, "inventory", lock=True)
                 row.reserved -= q
                 if to == "committed":
                     row.on_hand -= q

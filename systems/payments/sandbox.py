@@ -175,7 +175,8 @@ class SandboxGateway:
             found = s.get(RefundRow, key)
             if found is not None:
                 return found.refund_id
-            charge = s.exec(select(ChargeRow).where(ChargeRow.charge_id == charge_id)).first()
+            query = select(ChargeRow).where(ChargeRow.charge_id == charge_id)
+            charge = s.exec(query.with_for_update()).first()
             if charge is None or charge.status != "succeeded":
                 raise Conflict(f"no successful charge {charge_id}")
             if amount <= 0 or amount > charge.amount - charge.refunded:

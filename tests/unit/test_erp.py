@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from systems.db import create_schema, make_engine, unit_of_work
 from systems.erp.billing import post_entry
 from systems.erp.embedded import EmbeddedErp
 from systems.quoting import credit_snapshot, price_request, process_input
+from systems.records import FaultMode
 from tests.factories import catalog, customer
 from tests.pg import pg_url  # noqa: F401
 from workflows.contracts.quote_to_order import LineRequest
@@ -274,3 +275,60 @@ def test_clocks_move_forward_only_and_faults_default_to_ok(erp: EmbeddedErp) -> 
         "payments": "ok",
         "notifications": "ok",
     }
+
+
+def _race(n: int, fn: Callable[[int], object]) -> tuple[int, list[BaseException]]:
+    """Run ``fn(0..n-1)`` on n threads at once: (how many returned, what the others raised)."""
+    start, done, errors = threading.Barrier(n), [], []
+
+    def run(i: int) -> None:
+        start.wait()
+        try:
+            fn(i)
+            done.append(i)
+        except BaseException as exc:  # noqa: BLE001 - returned to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return len(done), errors
+
+
+def test_concurrent_reservations_never_oversell(erp: EmbeddedErp) -> None:
+    catalog(erp)  # WIDGET-1: 10 on hand
+    erp.reserve("held", "ord_0", {"WIDGET-1": 6})
+    reserved, refused = _race(8, lambda i: erp.reserve(f"r{i}", f"ord_{i}", {"WIDGET-1": 1}))
+    assert reserved == 4 and all(isinstance(e, OutOfStock) for e in refused)
+    assert erp.inventory("WIDGET-1").reserved == 10
+    _race(8, lambda i: erp.release(f"r{i}"))
+    _race(4, lambda i: erp.release("held"))  # one release of a key, however often asked
+    assert erp.inventory("WIDGET-1").reserved == 0
+
+
+def test_concurrent_payments_never_overpay_an_invoice(erp: EmbeddedErp) -> None:
+    c = customer(erp)
+    inv = erp.issue_invoice("k1", draft(c.id, total="50.00"))
+    paid, refused = _race(
+        8, lambda i: erp.record_payment(f"p{i}", inv.id, D("10.00"), "card", f"ch_{i}", None)
+    )
+    assert paid == 5 and all(isinstance(e, InvoiceNotPayable) for e in refused)
+    after = erp.get_invoice(inv.id)
+    assert (after.amount_paid, after.status) == (D("50.00"), "paid")
+
+
+def test_concurrent_clock_advances_only_ever_move_it_forward(erp: EmbeddedErp) -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    clock = erp.create_clock(start)
+    moved, refused = _race(8, lambda i: erp.advance_clock(clock.id, start + timedelta(hours=1 + i)))
+    assert moved >= 1 and all(isinstance(e, Conflict) for e in refused)
+    assert erp.get_clock(clock.id).frozen_time == start + timedelta(hours=8)
+
+
+def test_concurrent_first_fault_settings_all_land(erp: EmbeddedErp) -> None:
+    modes: tuple[FaultMode, ...] = ("down", "slow")
+    set_, failed = _race(8, lambda i: erp.set_fault("payments", modes[i % 2]))
+    assert (set_, failed) == (8, [])
+    assert {f.system: f.mode for f in erp.faults()}["payments"] in modes
