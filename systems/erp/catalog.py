@@ -151,9 +151,10 @@ class CatalogMixin(ErpBase):
             )
 
     def set_prices(self, customer_id: str, items: list[PriceItem]) -> list[PriceItem]:
-        """Replace the customer's price book with ``items``."""
+        """Replace the customer's price book with ``items`` (one replacement of a
+        customer's book at a time: the customer row is locked)."""
         with unit_of_work(self._engine) as s:
-            c = require(s, CustomerRow, customer_id, "customer")
+            c = require(s, CustomerRow, customer_id, "customer", lock=True)
             for item in items:
                 currency = self._item_currency(s, item)
                 if currency != c.currency:

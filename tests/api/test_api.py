@@ -151,6 +151,9 @@ def test_price_book_overrides_list_price_and_inventory_adjusts(client: TestClien
         f"/v1/customers/{cid}/prices", json={"items": [{"sku": "WIDGET-1", "unit_price": "17.50"}]}
     )
     assert r.status_code == 200 and r.json()["items"][0]["unit_price"] == "17.50"
+    twice = [{"sku": "WIDGET-1", "unit_price": "1.00"}, {"sku": "WIDGET-1", "unit_price": "2.00"}]
+    assert_problem(client.put(f"/v1/customers/{cid}/prices", json={"items": twice}), 422)
+    assert client.get(f"/v1/customers/{cid}/prices").json()["items"][0]["unit_price"] == "17.50"
     r = client.post("/v1/inventory/WIDGET-1/adjustments", json={"delta": 5, "reason": "count"})
     assert r.json() == {"sku": "WIDGET-1", "on_hand": 15, "reserved": 0, "available": 15}
     assert_problem(

@@ -24,7 +24,7 @@ from systems.db import create_schema, make_engine, unit_of_work
 from systems.erp.billing import post_entry
 from systems.erp.embedded import EmbeddedErp
 from systems.quoting import credit_snapshot, price_request, process_input
-from systems.records import FaultMode
+from systems.records import FaultMode, PriceItem
 from tests.factories import catalog, customer
 from tests.pg import pg_url  # noqa: F401
 from workflows.contracts.quote_to_order import LineRequest
@@ -332,3 +332,19 @@ def test_concurrent_first_fault_settings_all_land(erp: EmbeddedErp) -> None:
     set_, failed = _race(8, lambda i: erp.set_fault("payments", modes[i % 2]))
     assert (set_, failed) == (8, [])
     assert {f.system: f.mode for f in erp.faults()}["payments"] in modes
+
+
+def test_concurrent_price_book_replacements_leave_one_whole_book(erp: EmbeddedErp) -> None:
+    catalog(erp)
+    c = customer(erp)
+    books = [
+        [
+            PriceItem(sku="WIDGET-1", unit_price=D(f"{i}.00")),
+            PriceItem(sku="SETUP", unit_price=D(i)),
+        ]
+        for i in range(1, 7)
+    ]
+    replaced, failed = _race(6, lambda i: erp.set_prices(c.id, books[i]))
+    assert (replaced, failed) == (6, [])
+    final = erp.get_prices(c.id)
+    assert len(final) == 2 and len({x.unit_price for x in final}) == 1  # one book, not a mix
