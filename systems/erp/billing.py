@@ -111,7 +111,8 @@ def post_entry(s: Session, key: str, memo: str, currency: str, postings: list[Po
         for a, d, c in postings
         if d or c
     ]
-    s.execute(insert(_POSTINGS), rows)
+    if rows:  # an entry of zero amounts (a free invoice) has no postings
+        s.execute(insert(_POSTINGS), rows)
 
 
 def next_value(s: Session, name: str) -> int:

@@ -21,7 +21,7 @@ from domain.errors import (
 )
 from domain.invoicing import DraftInvoice, InvoiceLine
 from systems.db import create_schema, make_engine, unit_of_work
-from systems.erp.billing import post_entry
+from systems.erp.billing import next_value, post_entry
 from systems.erp.embedded import EmbeddedErp
 from systems.quoting import credit_snapshot, price_request, process_input
 from systems.records import FaultMode, PriceItem
@@ -348,3 +348,28 @@ def test_concurrent_price_book_replacements_leave_one_whole_book(erp: EmbeddedEr
     assert (replaced, failed) == (6, [])
     final = erp.get_prices(c.id)
     assert len(final) == 2 and len({x.unit_price for x in final}) == 1  # one book, not a mix
+
+
+def test_a_free_invoice_is_issued_and_voided_with_an_empty_entry(erp: EmbeddedErp) -> None:
+    c = customer(erp)
+    inv = erp.issue_invoice("free", draft(c.id, total="0.00"))
+    assert (inv.total, inv.amount_due, inv.status) == (D("0.00"), D("0.00"), "open")
+    assert erp.void_invoice("void-free", inv.id).status == "void"
+    assert erp.trial_balance("EUR") == {}  # entries without postings: nothing moved
+
+
+def test_counters_are_gapless_from_their_first_number_and_after_a_rollback(
+    erp: EmbeddedErp,
+) -> None:
+    c = customer(erp)
+    numbers, failed = _race(
+        8, lambda i: erp.issue_invoice(f"k{i}", draft(c.id, issue=date(2031, 1, 1)))
+    )
+    assert (numbers, failed) == (8, [])  # eight first issuers of a year's counter
+    issued = sorted(x.number for x in erp.list_invoices(c.id, None, 100, None).data)
+    assert issued == [f"INV-2031-{n:06d}" for n in range(1, 9)]
+    with pytest.raises(RuntimeError), unit_of_work(erp._engine) as s:
+        assert next_value(s, "fresh") == 1
+        raise RuntimeError("rolled back: the number is given back")
+    with unit_of_work(erp._engine) as s:
+        assert (next_value(s, "fresh"), next_value(s, "fresh")) == (1, 2)
