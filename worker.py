@@ -117,7 +117,7 @@ async def run_worker(settings: Settings) -> None:
     try:
         await worker.run()
     finally:
-        systems.notifier.close()
+        await asyncio.to_thread(systems.notifier.close)  # QUITs: not on the event loop
 
 
 if __name__ == "__main__":

@@ -106,14 +106,27 @@ class SmtpNotifier:
                     smtp.sendmail(self._from, [to], msg)
                 else:
                     smtp.send_message(msg)
-            except (OSError, smtplib.SMTPServerDisconnected) as exc:
-                smtp.close()  # broken: no QUIT
+            except smtplib.SMTPServerDisconnected as exc:
+                smtp.close()
                 if kept:
-                    continue  # closed or broken while it was kept: take another
+                    continue  # closed while it was kept: take another
                 raise self._unavailable(exc) from exc
-            except smtplib.SMTPException as exc:
-                _close(smtp)  # refused: the connection works, end it politely
+            except smtplib.SMTPException as exc:  # the server answered: a refusal
+                if _closing(exc):
+                    smtp.close()
+                    if kept:
+                        continue
+                else:
+                    self._checkin(smtp)  # smtplib reset the transaction: it serves on
                 raise self._unavailable(exc) from exc
+            except OSError as exc:  # the connection broke (SMTPException is an OSError too)
+                smtp.close()
+                if kept:
+                    continue
+                raise self._unavailable(exc) from exc
+            except BaseException:
+                smtp.close()
+                raise
             self._checkin(smtp)
             return
 
@@ -173,11 +186,20 @@ def compose(sender: str, to: str, subject: str, message_id: str, body: str) -> b
     ASCII addresses; a non-ASCII subject becomes an RFC 2047 encoded word."""
     msg = Message()
     msg["From"], msg["To"] = sender, to
-    msg["Subject"] = subject if subject.isascii() else Header(subject, _UTF8).encode()
+    if not subject.isascii():  # encoded words, folded after the header's name
+        subject = Header(subject, _UTF8, header_name="Subject").encode()
+    msg["Subject"] = subject
     msg["Date"], msg["Message-ID"] = formatdate(usegmt=True), message_id
     msg["MIME-Version"] = "1.0"
     msg.set_payload(body, _UTF8)
     return msg.as_bytes(policy=_WIRE)
+
+
+def _closing(exc: smtplib.SMTPException) -> bool:
+    """A 421 answer: the server is closing the connection (e.g. an idle kept one)."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return any(code == 421 for code, _ in exc.recipients.values())
+    return getattr(exc, "smtp_code", None) == 421
 
 
 def _close(smtp: smtplib.SMTP) -> None:

@@ -208,17 +208,16 @@ async def test_notifier_messages_carry_any_text_and_reach_international_addresse
     create_schema(engine)
     notifier = SmtpNotifier(engine, f"smtp://127.0.0.1:{port}", "billing@o2c.test")
     body = "Grüße, Müller GmbH\n  1 x Setup @ 150.00 = 150.00\n" + "x" * 120 + "\nTotal: 178.50 €\n"
+    subject = "Bestellung bestätigt – 178,50 € – Lieferung an Müller & Söhne, Großhandel"
     try:
-        mid = await notifier.send_email(
-            "k1", "ap@example.com", "Bestellung bestätigt – 178,50 €", body
-        )
+        mid = await notifier.send_email("k1", "ap@example.com", subject, body)
         await notifier.send_email("k2", "müller@example.com", "Grüße", "Hallo")
     finally:
         notifier.close()
         sink.stop()
     index = read_index(tmp_path)
     assert [(m["to"], m["subject"]) for m in index] == [
-        (["ap@example.com"], "Bestellung bestätigt – 178,50 €"),
+        (["ap@example.com"], subject),  # long enough to be folded, read back whole
         (["müller@example.com"], "Grüße"),
     ]
     assert index[0]["message_id"] == mid
@@ -230,3 +229,56 @@ async def test_notifier_messages_carry_any_text_and_reach_international_addresse
     second = message_from_bytes((tmp_path / "mail" / "000002.eml").read_bytes(), policy=default)
     assert second["To"] == "müller@example.com"
     assert second.get_content().replace("\r\n", "\n") == "Hallo\n"
+
+
+class _Refusing(_Connections):
+    """Refuses recipients named ``bad@…`` (550); with ``closing`` set, answers the next
+    transaction with 421 (closing), as a server that drops idle clients does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rcpts: list[str] = []
+        self.closing = False
+
+    async def handle_MAIL(  # noqa: N802
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if self.closing:
+            self.closing = False
+            return "421 4.4.2 idle too long, closing"
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(  # noqa: N802
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        self.rcpts.append(address)
+        if address.startswith("bad@"):
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+async def test_notifier_answers_a_refusal_once_and_replaces_a_closing_connection(
+    tmp_path: Path,
+) -> None:
+    port = _free_port()
+    engine = make_engine(f"sqlite:///{tmp_path / 'n.db'}")
+    create_schema(engine)
+    notifier = SmtpNotifier(engine, f"smtp://127.0.0.1:{port}", "billing@o2c.test")
+    server = _Refusing()
+    controller = Controller(server, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        await notifier.send_email("k0", "ap@example.com", "First", "x")  # kept after
+        with pytest.raises(SystemUnavailable, match="550"):
+            await notifier.send_email("k1", "bad@example.com", "Refused", "x")
+        # Asked once: a refusal is an answer, not a broken connection to try again on.
+        assert server.rcpts == ["ap@example.com", "bad@example.com"]
+        server.closing = True
+        await notifier.send_email("k2", "ap@example.com", "After a 421", "x")
+        assert server.rcpts[-1] == "ap@example.com" and len(server.peers) == 2
+        assert len(set(server.peers)) == 2  # the kept one was closing: sent on a new one
+    finally:
+        notifier.close()
+        controller.stop()
