@@ -280,9 +280,12 @@ class QuoteToOrderWorkflow(OperableWorkflow):
     async def _check_credit(self) -> None:
         assert self.order is not None
         if self.inp.credit is not None:
-            # Placed directly: the starter read the credit position at placement.
+            # Placed directly: the starter read the credit position at placement, and the
+            # timeline says when.
             self._customer = self.inp.credit
-            self._finish(self._timeline("check_credit"), "done", 1, None)
+            entry = self._timeline("check_credit")
+            self._finish(entry, "done", 1, None)
+            entry.started_at = entry.finished_at = self.inp.created_at
         else:
             self._customer = await self.step(
                 "check_credit",

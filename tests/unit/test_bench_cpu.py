@@ -44,7 +44,7 @@ def test_erp_bench_times_every_call_of_an_order(tmp_path: Path) -> None:
     assert set(per_call) == {
         "credit position",
         "sales order",
-        "read model (x2)",
+        "read model (x3)",
         "e-mail recipient",
         "invoice",
         "charge: invoice+card",

@@ -172,20 +172,24 @@ async def test_an_order_placed_with_its_credit_position_is_checked_on_it_alone(
 ) -> None:
     """The API reads the credit position at placement: the process decides on it without
     reading the ERP (which is down here), so the first step that needs the ERP fails."""
-    cid = await _card_customer(h)
+    catalog(h.erp)
+    cid = customer(h.erp, terms=14).id
+    inp = await h.input(cid, SETUP, quote=False, payment="invoice", credit=True)
     h.set_fault("erp", "down")
-    handle = await h.start(await h.input(cid, SETUP, quote=False, payment="invoice", credit=True))
+    await h.env.sleep(timedelta(hours=1))  # the worker runs it later than it was placed
+    handle = await h.start(inp)
     await h.env.sleep(timedelta(minutes=2))
     order = await h.until(handle, "order", Order, lambda o: o.status == "needs_attention")
     assert order.failed_step is not None and order.failed_step.name == "create_sales_order"
     check = order.steps[0]
     assert (check.name, check.status, check.attempts) == ("check_credit", "done", 1)
+    assert check.started_at == check.finished_at == inp.created_at  # checked at placement
     h.set_fault("erp", "ok")
     await h.update_accepted(handle, "retry")
     result = await handle.result()
     assert result.order is not None and result.order.status == "completed"
     invoice = h.erp.get_invoice(result.order.invoice_ids[0])
-    assert invoice.due_date == invoice.issue_date + timedelta(days=30)  # the snapshot's terms
+    assert invoice.due_date == invoice.issue_date + timedelta(days=14)  # the snapshot's terms
 
 
 async def test_an_order_over_the_limit_at_placement_is_held(h: Harness) -> None:
