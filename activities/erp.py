@@ -127,7 +127,7 @@ class ErpActivities:
         """Undo an invoice: void it if nothing was paid, else credit what is left of it."""
         self._guard()
         inv = self._erp.get_invoice(inp.invoice_id)
-        if inv.status == "open" and inv.amount_paid == 0:
+        if inv.status in ("open", "paid") and inv.amount_paid == inv.amount_credited == 0:
             inv = self._erp.void_invoice(inp.key, inv.id)
         elif inv.status != "void":
             remaining = inv.total - inv.amount_credited

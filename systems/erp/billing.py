@@ -211,6 +211,8 @@ class BillingMixin(ErpBase):
                 discount=draft.discount,
                 tax=draft.tax,
                 total=draft.total,
+                # Nothing is due on a free invoice: it is settled as it is issued.
+                status="paid" if draft.total == 0 else "open",
                 order_id=draft.order_id,
                 process_id=draft.process_id,
             )
@@ -265,7 +267,8 @@ class BillingMixin(ErpBase):
             row = require(s, InvoiceRow, invoice_id, "invoice", lock=True)
             if row.status == "void":
                 return _invoice(row)
-            if row.status != "open" or row.amount_paid or row.amount_credited:
+            # Open, or paid only because nothing was due (a free invoice).
+            if row.status not in ("open", "paid") or row.amount_paid or row.amount_credited:
                 raise Conflict(f"invoice {row.number} is {row.status} with payments or credits")
             row.status = "void"
             s.add(row)

@@ -10,6 +10,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 from domain.errors import NotFound
+from systems.records import PriceItem
 from tests.factories import CARD_DECLINED, CARD_OK, CARD_TIMEOUT, add_card, catalog, customer
 from tests.workflow.conftest import START, Harness
 from workflows.contracts.common import AbortRequest, ClockAdvance, ClockStatus, SkipRequest
@@ -201,6 +202,18 @@ async def test_an_order_over_the_limit_at_placement_is_held(h: Harness) -> None:
     assert held.hold_reason is not None and "exceeds credit limit 100.00" in held.hold_reason
     await h.update_accepted(handle, "cancel", CancelRequest(reason="over limit"))
     assert (await handle.result()).order.status == "cancelled"
+
+
+async def test_a_free_order_paid_by_card_completes_without_a_charge(h: Harness) -> None:
+    cid = await _card_customer(h)
+    h.erp.set_prices(cid, [PriceItem(sku="SETUP", unit_price=Decimal("0.00"))])
+    handle = await h.start(await h.input(cid, SETUP, quote=False, payment="card_on_file"))
+    result = await handle.result()
+    assert result.order is not None and result.order.status == "completed"
+    invoice = h.erp.get_invoice(result.order.invoice_ids[0])
+    assert (invoice.total, invoice.status) == (Decimal("0.00"), "paid")
+    assert h.erp.payments_for_invoice(invoice.id) == []
+    assert [s.status for s in result.order.steps if s.name.startswith("charge")] == ["done"]
 
 
 async def test_credit_hold_cancelled_compensates_nothing_and_ends(h: Harness) -> None:
