@@ -95,7 +95,7 @@ async def get_clock(
     """The clock; ``ready`` once every process on it has acted on all that is due."""
     clock = await run_in_threadpool(erp.get_clock, clock_id)
     if clock.status == "advancing" and await _signal_all(client, clock, only_behind=True):
-        clock = await run_in_threadpool(erp.set_clock_status, clock_id, "ready")
+        clock = await run_in_threadpool(erp.mark_clock_ready, clock_id, clock.frozen_time)
     return clock
 
 

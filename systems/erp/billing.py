@@ -298,10 +298,12 @@ class BillingMixin(ErpBase):
     ) -> Payment:
         """Apply a payment to an open invoice, once per key, never above the amount due."""
         with unit_of_work(self._engine) as s:
+            # The key is checked once the invoice is locked: a concurrent call with the
+            # same key has committed by then, and its payment is the answer.
+            inv = require(s, InvoiceRow, invoice_id, "invoice", lock=True)
             found = s.exec(select(PaymentRow).where(PaymentRow.key == key)).first()
             if found is not None:
                 return _payment(found)
-            inv = require(s, InvoiceRow, invoice_id, "invoice", lock=True)
             exact(amount, inv.currency, "amount")
             due = inv.total - inv.amount_paid - inv.amount_credited
             if inv.status != "open":
@@ -354,10 +356,10 @@ class BillingMixin(ErpBase):
     ) -> CreditNote:
         """Credit part of an invoice (at most what is not yet credited), tax included."""
         with unit_of_work(self._engine) as s:
+            inv = require(s, InvoiceRow, invoice_id, "invoice", lock=True)  # then the key
             found = s.exec(select(CreditNoteRow).where(CreditNoteRow.key == key)).first()
             if found is not None:
                 return CreditNote.model_validate(found, from_attributes=True)
-            inv = require(s, InvoiceRow, invoice_id, "invoice", lock=True)
             exact(amount, inv.currency, "amount")
             if inv.status == "void" or amount <= 0 or amount > inv.total - inv.amount_credited:
                 raise Conflict(f"cannot credit {amount} on {inv.number}")

@@ -27,7 +27,7 @@ def require(session: Session, model: type[R], key: Any, kind: str, *, lock: bool
     transaction will change from what it read: on PostgreSQL it is locked (``FOR UPDATE``)
     until the commit, so concurrent changes queue instead of overwriting each other;
     SQLite's writers are already one at a time."""
-    row = session.get(model, key, with_for_update=lock)
+    row = session.get(model, key, with_for_update=lock, populate_existing=lock)
     if row is None:
         raise NotFound(kind, str(key))
     return row

@@ -153,11 +153,14 @@ class PlatformMixin(ErpBase):
             s.add(row)
             return TestClock.model_validate(row, from_attributes=True)
 
-    def set_clock_status(self, clock_id: str, status: str) -> TestClock:
+    def mark_clock_ready(self, clock_id: str, seen: datetime) -> TestClock:
+        """``ready`` if the clock still reads ``seen``, the time its processes were found
+        settled at: an advance since then keeps it ``advancing``. The clock as it is."""
         with unit_of_work(self._engine) as s:
-            row = require(s, ClockRow, clock_id, "test clock")
-            row.status = status
-            s.add(row)
+            row = require(s, ClockRow, clock_id, "test clock", lock=True)
+            if row.status == "advancing" and row.frozen_time == seen:
+                row.status = "ready"
+                s.add(row)
             return TestClock.model_validate(row, from_attributes=True)
 
     def set_fault(self, system: SystemName, mode: FaultMode) -> Fault:

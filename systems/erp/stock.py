@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import select
 
 from domain.errors import Conflict, InvalidInput, OutOfStock
-from systems.db import unit_of_work
+from systems.db import unit_of_work, write_connection
 from systems.erp.common import ErpBase, require
 from systems.erp.tables import BackorderRow, ReservationRow, StockRow
 from systems.records import Inventory
@@ -19,6 +20,9 @@ def _inventory(row: StockRow) -> Inventory:
         reserved=row.reserved,
         available=row.on_hand - row.reserved,
     )
+
+
+_BACKORDERS = BackorderRow.__table__  # type: ignore[attr-defined]
 
 
 class StockMixin(ErpBase):
@@ -43,10 +47,11 @@ class StockMixin(ErpBase):
         if any(q <= 0 for q in lines.values()):
             raise InvalidInput("reserved quantities must be positive")
         with unit_of_work(self._engine) as s:
+            # Locked in SKU order, as everywhere, so no two transactions deadlock; the key
+            # is checked after: a concurrent call with the same key has committed by then.
+            rows = {sku: require(s, StockRow, sku, "inventory", lock=True) for sku in sorted(lines)}
             if s.get(ReservationRow, key) is not None:
                 return
-            # Locked in SKU order, as everywhere: two orders never wait on each other.
-            rows = {sku: require(s, StockRow, sku, "inventory", lock=True) for sku in sorted(lines)}
             short = {
                 sku: q - (rows[sku].on_hand - rows[sku].reserved)
                 for sku, q in lines.items()
@@ -96,10 +101,9 @@ class StockMixin(ErpBase):
                 continue  # a concurrent call added it
 
     def take_backorders(self, sku: str) -> list[str]:
-        with unit_of_work(self._engine) as s:
-            rows = s.exec(
-                select(BackorderRow).where(BackorderRow.sku == sku).order_by(col(BackorderRow.id))
-            ).all()
-            for r in rows:
-                s.delete(r)
-            return [r.process_id for r in rows]
+        """Remove and return the processes waiting for ``sku``, oldest first; concurrent
+        callers each get a process at most once (one DELETE ... RETURNING)."""
+        taken = delete(_BACKORDERS).where(_BACKORDERS.c.sku == sku)
+        with write_connection(self._engine) as conn:
+            rows = conn.execute(taken.returning(_BACKORDERS.c.id, _BACKORDERS.c.process_id))
+            return [process_id for _, process_id in sorted(rows)]

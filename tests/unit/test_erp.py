@@ -279,7 +279,7 @@ def test_clocks_move_forward_only_and_faults_default_to_ok(erp: EmbeddedErp) -> 
 
 def _race(n: int, fn: Callable[[int], object]) -> tuple[int, list[BaseException]]:
     """Run ``fn(0..n-1)`` on n threads at once: (how many returned, what the others raised)."""
-    start, done, errors = threading.Barrier(n), [], []
+    start, done, errors = threading.Barrier(n, timeout=30), [], []
 
     def run(i: int) -> None:
         start.wait()
@@ -293,7 +293,8 @@ def _race(n: int, fn: Callable[[int], object]) -> tuple[int, list[BaseException]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a racer is stuck (a lock never released?)"
     return len(done), errors
 
 
@@ -373,3 +374,45 @@ def test_counters_are_gapless_from_their_first_number_and_after_a_rollback(
         raise RuntimeError("rolled back: the number is given back")
     with unit_of_work(erp._engine) as s:
         assert (next_value(s, "fresh"), next_value(s, "fresh")) == (1, 2)
+
+
+def test_concurrent_calls_with_one_key_take_effect_once(erp: EmbeddedErp) -> None:
+    catalog(erp)
+    c = customer(erp)
+    inv = erp.issue_invoice("k1", draft(c.id, total="50.00"))
+    answers: list[str] = []
+    paid, failed = _race(
+        8,
+        lambda i: answers.append(
+            erp.record_payment("pay-1", inv.id, D("10.00"), "card", "ch_1", None).id
+        ),
+    )
+    assert (paid, failed, len(set(answers))) == (8, [], 1)
+    assert erp.get_invoice(inv.id).amount_paid == D("10.00")
+    credited, failed = _race(8, lambda i: erp.issue_credit_note("cn-1", inv.id, D("5.00"), "x"))
+    assert (credited, failed) == (8, [])
+    assert erp.get_invoice(inv.id).amount_credited == D("5.00")
+    reserved, failed = _race(8, lambda i: erp.reserve("res-1", "ord_1", {"WIDGET-1": 3}))
+    assert (reserved, failed) == (8, []) and erp.inventory("WIDGET-1").reserved == 3
+
+
+def test_waiting_processes_are_handed_out_once_and_oldest_first(erp: EmbeddedErp) -> None:
+    for n in range(6):
+        erp.add_backorder(f"proc-{n}", ["WIDGET-1"])
+    taken: list[list[str]] = []
+    _race(8, lambda i: taken.append(erp.take_backorders("WIDGET-1")))
+    handed = [p for batch in taken for p in batch]
+    assert sorted(handed) == [f"proc-{n}" for n in range(6)]  # each once, none lost
+    assert [b for b in taken if b] == [[f"proc-{n}" for n in range(6)]]  # in order, together
+    assert erp.take_backorders("WIDGET-1") == []
+
+
+def test_a_clock_is_marked_ready_only_at_the_time_its_processes_were_seen_at(
+    erp: EmbeddedErp,
+) -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    clock = erp.create_clock(start)
+    erp.advance_clock(clock.id, start + timedelta(days=1))
+    erp.advance_clock(clock.id, start + timedelta(days=2))  # after the processes were seen
+    assert erp.mark_clock_ready(clock.id, start + timedelta(days=1)).status == "advancing"
+    assert erp.mark_clock_ready(clock.id, start + timedelta(days=2)).status == "ready"
