@@ -117,7 +117,7 @@ class SmtpNotifier:
                     if kept:
                         continue
                 else:
-                    self._checkin(smtp)  # smtplib reset the transaction: it serves on
+                    self._reset_and_keep(smtp)
                 raise self._unavailable(exc) from exc
             except OSError as exc:  # the connection broke (SMTPException is an OSError too)
                 smtp.close()
@@ -129,6 +129,16 @@ class SmtpNotifier:
                 raise
             self._checkin(smtp)
             return
+
+    def _reset_and_keep(self, smtp: smtplib.SMTP) -> None:
+        """After a refusal, end the transaction (smtplib does not always: a refused DATA
+        command leaves it open) and keep the connection; close it if that fails."""
+        try:
+            smtp.rset()
+        except (OSError, smtplib.SMTPException):
+            smtp.close()
+            return
+        self._checkin(smtp)
 
     def _checkout(self) -> tuple[smtplib.SMTP, bool]:
         """A kept connection (True) or a new one (False)."""

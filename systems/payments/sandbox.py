@@ -69,6 +69,7 @@ def brand_of(number: str) -> str:
 
 _CHARGES = ChargeRow.__table__  # type: ignore[attr-defined]
 _ATTEMPTS = AttemptRow.__table__  # type: ignore[attr-defined]
+_SECRET = GatewaySecretRow.__table__  # type: ignore[attr-defined]
 
 
 @cache
@@ -85,11 +86,15 @@ class SandboxGateway:
         self._engine = engine
 
     def _secret(self, s: Session) -> bytes:
+        """The fingerprint key, made on first use (concurrent first users agree on one)."""
         row = s.get(GatewaySecretRow, 1)
         if row is None:
-            row = GatewaySecretRow(id=1, secret=secrets.token_hex(32))
-            s.add(row)
-            s.flush()
+            create = insert_for(self._engine.dialect.name, _SECRET).values(
+                id=1, secret=secrets.token_hex(32)
+            )
+            s.execute(create.on_conflict_do_nothing(index_elements=["id"]))
+            row = s.get(GatewaySecretRow, 1)
+            assert row is not None
         return row.secret.encode()
 
     async def tokenize(self, card_number: str, exp_month: int, exp_year: int, cvc: str) -> Token:
@@ -172,11 +177,11 @@ class SandboxGateway:
 
     def _refund(self, key: str, charge_id: str, amount: Decimal) -> str:
         with unit_of_work(self._engine) as s:
+            query = select(ChargeRow).where(ChargeRow.charge_id == charge_id)
+            charge = s.exec(query.with_for_update()).first()  # then the key, under the lock
             found = s.get(RefundRow, key)
             if found is not None:
                 return found.refund_id
-            query = select(ChargeRow).where(ChargeRow.charge_id == charge_id)
-            charge = s.exec(query.with_for_update()).first()
             if charge is None or charge.status != "succeeded":
                 raise Conflict(f"no successful charge {charge_id}")
             if amount <= 0 or amount > charge.amount - charge.refunded:

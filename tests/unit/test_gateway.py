@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from email import message_from_bytes
 from email.policy import default
@@ -25,6 +25,8 @@ from systems.payments.sandbox import SandboxGateway
 from tests.pg import pg_url  # noqa: F401
 
 EUR = "EUR"
+CARD_OK = "4242424242424242"
+D4 = Decimal("4.00")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -76,6 +78,41 @@ def test_concurrent_charges_of_one_key_take_the_money_once(gw: SandboxGateway) -
     with gw._engine.connect() as conn:
         attempts = conn.execute(text("SELECT attempts FROM gw_attempts WHERE key = 'k'"))
         assert attempts.scalar_one() == 9  # every attempt counted: 8 callers, one retried
+
+
+def _threads(n: int, fn: Callable[[], object]) -> list[BaseException]:
+    """Run ``fn`` on n threads at once; what they raised."""
+    start, errors = threading.Barrier(n, timeout=30), []
+
+    def run() -> None:
+        start.wait()
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - returned to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    return errors
+
+
+def test_first_tokenisations_and_keyed_refunds_hold_under_concurrency(
+    gw: SandboxGateway,
+) -> None:
+    tokens: list[str] = []
+    assert _threads(6, lambda: tokens.append(asyncio.run(_token(gw, CARD_OK)))) == []
+    assert len(set(tokens)) == 6  # a fresh database: the first users agree on one secret
+    charge = asyncio.run(gw.charge("k", tokens[0], Decimal("10.00"), EUR, "x"))
+    refunds: list[str] = []
+    assert _threads(6, lambda: refunds.append(asyncio.run(gw.refund("r1", charge, D4)))) == []
+    assert len(set(refunds)) == 1
+    with gw._engine.connect() as conn:
+        refunded = conn.execute(text("SELECT refunded FROM gw_charges WHERE key = 'k'")).scalar()
+    assert Decimal(str(refunded)) == D4
 
 
 @pytest.mark.parametrize(
@@ -255,7 +292,8 @@ class _Refusing(_Connections):
         self.rcpts.append(address)
         if address.startswith("bad@"):
             return "550 5.1.1 no such user"
-        envelope.rcpt_tos.append(address)
+        if not address.startswith("nodata@"):  # accepted, but DATA is then refused (503)
+            envelope.rcpt_tos.append(address)
         return "250 OK"
 
 
@@ -275,9 +313,12 @@ async def test_notifier_answers_a_refusal_once_and_replaces_a_closing_connection
             await notifier.send_email("k1", "bad@example.com", "Refused", "x")
         # Asked once: a refusal is an answer, not a broken connection to try again on.
         assert server.rcpts == ["ap@example.com", "bad@example.com"]
+        with pytest.raises(SystemUnavailable, match="503"):  # the DATA command refused
+            await notifier.send_email("k1b", "nodata@example.com", "No data", "x")
+        await notifier.send_email("k1c", "ap@example.com", "Next on that connection", "x")
         server.closing = True
         await notifier.send_email("k2", "ap@example.com", "After a 421", "x")
-        assert server.rcpts[-1] == "ap@example.com" and len(server.peers) == 2
+        assert server.rcpts[-1] == "ap@example.com" and len(server.peers) == 3
         assert len(set(server.peers)) == 2  # the kept one was closing: sent on a new one
     finally:
         notifier.close()
