@@ -16,6 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlmodel import SQLModel
+
+from systems.db import create_schema, make_engine
 
 PG_BIN = Path(os.environ.get("O2C_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
@@ -126,3 +131,21 @@ def pg_url() -> Iterator[str]:
         yield pg.start()
     finally:
         pg.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An engine with o2c's schema on a fresh SQLite file, then on the session's
+    PostgreSQL with every table emptied: a test using it runs on both."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'o2c.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    eng = make_engine(url)
+    create_schema(eng)
+    if request.param == "postgresql":
+        with eng.begin() as conn:
+            names = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    yield eng
+    eng.dispose()

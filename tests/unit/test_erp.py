@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import Engine
 
 from domain.errors import (
     Conflict,
@@ -20,34 +20,20 @@ from domain.errors import (
     UnbalancedEntry,
 )
 from domain.invoicing import DraftInvoice, InvoiceLine
-from systems.db import create_schema, make_engine, unit_of_work
+from systems.db import unit_of_work
 from systems.erp.billing import next_value, post_entry
 from systems.erp.embedded import EmbeddedErp
 from systems.quoting import credit_snapshot, price_request, process_input
 from systems.records import FaultMode, PriceItem
 from tests.factories import catalog, customer
-from tests.pg import pg_url  # noqa: F401
 from workflows.contracts.quote_to_order import LineRequest
 
 D = Decimal
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def erp(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EmbeddedErp]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'erp.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    engine = make_engine(url)
-    create_schema(engine)
-    if request.param == "postgresql":
-        from sqlmodel import SQLModel
-
-        with engine.begin() as conn:
-            names = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
-            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    yield EmbeddedErp(engine)
-    engine.dispose()
+@pytest.fixture
+def erp(db_engine: Engine) -> EmbeddedErp:
+    return EmbeddedErp(db_engine)
 
 
 def draft(customer_id: str, total: str = "119.00", issue: date = date(2026, 5, 1)) -> DraftInvoice:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from email import message_from_bytes
 from email.policy import default
@@ -15,34 +15,22 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import text
-from sqlmodel import SQLModel
+from sqlalchemy.engine import Engine
 
 from domain.errors import CardDeclined, Conflict, InvalidInput, SystemUnavailable
 from systems.db import create_schema, make_engine
 from systems.notify.sink import read_index, start_sink
 from systems.notify.smtp import SmtpNotifier
 from systems.payments.sandbox import SandboxGateway
-from tests.pg import pg_url  # noqa: F401
 
 EUR = "EUR"
 CARD_OK = "4242424242424242"
 D4 = Decimal("4.00")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def gw(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SandboxGateway]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'gw.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    engine = make_engine(url)
-    create_schema(engine)
-    if request.param == "postgresql":
-        with engine.begin() as conn:
-            names = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
-            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    yield SandboxGateway(engine)
-    engine.dispose()
+@pytest.fixture
+def gw(db_engine: Engine) -> SandboxGateway:
+    return SandboxGateway(db_engine)
 
 
 async def _token(gw: SandboxGateway, number: str) -> str:
@@ -195,6 +183,20 @@ async def test_notifier_sends_one_message_per_key_to_the_sink(tmp_path: Path) ->
         await down.send_email("k3", "x@example.com", "Third", "x")
 
 
+def _notifier(tmp_path: Path, port: int) -> SmtpNotifier:
+    """A notifier over a fresh send log, to an SMTP server on ``port``."""
+    log = make_engine(f"sqlite:///{tmp_path / 'n.db'}")
+    create_schema(log)
+    return SmtpNotifier(log, f"smtp://127.0.0.1:{port}", "billing@o2c.test")
+
+
+def _serve(handler: object, port: int) -> Controller:
+    """An SMTP server on 127.0.0.1:``port`` answering with ``handler``; ``.stop()`` it."""
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    return controller
+
+
 class _Connections:
     """An SMTP server handler that notes the client connection each message came over."""
 
@@ -210,12 +212,9 @@ async def test_notifier_keeps_its_connection_and_replaces_one_the_server_dropped
     tmp_path: Path,
 ) -> None:
     port = _free_port()
-    engine = make_engine(f"sqlite:///{tmp_path / 'n.db'}")
-    create_schema(engine)
-    notifier = SmtpNotifier(engine, f"smtp://127.0.0.1:{port}", "billing@o2c.test")
+    notifier = _notifier(tmp_path, port)
     first = _Connections()
-    server = Controller(first, hostname="127.0.0.1", port=port)
-    server.start()
+    server = _serve(first, port)
     try:
         for n in range(3):
             await notifier.send_email(f"k{n}", "x@example.com", f"Message {n}", "hello")
@@ -223,8 +222,7 @@ async def test_notifier_keeps_its_connection_and_replaces_one_the_server_dropped
     finally:
         server.stop()  # drops the kept connection
     second = _Connections()
-    server = Controller(second, hostname="127.0.0.1", port=port)
-    server.start()
+    server = _serve(second, port)
     try:
         await notifier.send_email("k3", "x@example.com", "After a restart", "hello")
         assert len(second.peers) == 1  # sent on a new connection, not lost
@@ -241,9 +239,7 @@ async def test_notifier_messages_carry_any_text_and_reach_international_addresse
 ) -> None:
     port = _free_port()
     sink = start_sink(tmp_path, port)
-    engine = make_engine(f"sqlite:///{tmp_path / 'n.db'}")
-    create_schema(engine)
-    notifier = SmtpNotifier(engine, f"smtp://127.0.0.1:{port}", "billing@o2c.test")
+    notifier = _notifier(tmp_path, port)
     body = "Grüße, Müller GmbH\n  1 x Setup @ 150.00 = 150.00\n" + "x" * 120 + "\nTotal: 178.50 €\n"
     subject = "Bestellung bestätigt – 178,50 € – Lieferung an Müller & Söhne, Großhandel"
     try:
@@ -301,12 +297,9 @@ async def test_notifier_answers_a_refusal_once_and_replaces_a_closing_connection
     tmp_path: Path,
 ) -> None:
     port = _free_port()
-    engine = make_engine(f"sqlite:///{tmp_path / 'n.db'}")
-    create_schema(engine)
-    notifier = SmtpNotifier(engine, f"smtp://127.0.0.1:{port}", "billing@o2c.test")
+    notifier = _notifier(tmp_path, port)
     server = _Refusing()
-    controller = Controller(server, hostname="127.0.0.1", port=port)
-    controller.start()
+    controller = _serve(server, port)
     try:
         await notifier.send_email("k0", "ap@example.com", "First", "x")  # kept after
         with pytest.raises(SystemUnavailable, match="550"):
