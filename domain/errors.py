@@ -92,6 +92,14 @@ class InvoiceNotPayable(DomainError):
     code = "invoice_not_payable"
 
 
+class MessageRefused(DomainError):
+    """The mail server refused a message for good (an SMTP 5xx answer: no such mailbox,
+    message rejected): sending it again would be refused again."""
+
+    code = "message_refused"
+    status = 422
+
+
 class UnbalancedEntry(DomainError):
     """A ledger entry whose debits and credits differ: a programming error surfaced loudly."""
 

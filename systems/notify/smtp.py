@@ -10,6 +10,10 @@ TCP connection, a greeting, EHLO, maybe TLS and a login, and QUIT. A kept connec
 turns out closed or broken (servers drop idle clients) is replaced by a new one and the
 message sent on it; should the break have come after the server took the message, that is
 the at-least-once case above.
+
+A refusal is an answer, not a failure to connect: a permanent one (5xx: no such mailbox,
+message rejected) is ``MessageRefused``, which no retry can change, so the step asks an
+operator at once; a transient one (4xx) is ``SystemUnavailable`` and retried.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from urllib.parse import unquote, urlparse
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Engine
 
-from domain.errors import SystemUnavailable
+from domain.errors import MessageRefused, SystemUnavailable
 from systems.db import utcnow, write_connection
 from systems.notify.tables import MessageRow
 
@@ -118,6 +122,8 @@ class SmtpNotifier:
                         continue
                 else:
                     self._reset_and_keep(smtp)
+                if _permanent(exc):
+                    raise MessageRefused(f"SMTP refused the message to {to}: {exc}") from exc
                 raise self._unavailable(exc) from exc
             except OSError as exc:  # the connection broke (SMTPException is an OSError too)
                 smtp.close()
@@ -210,6 +216,14 @@ def _closing(exc: smtplib.SMTPException) -> bool:
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         return any(code == 421 for code, _ in exc.recipients.values())
     return getattr(exc, "smtp_code", None) == 421
+
+
+def _permanent(exc: smtplib.SMTPException) -> bool:
+    """A 5xx answer (RFC 5321: the same request will be refused again); 4xx is transient."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(code >= 500 for code, _ in exc.recipients.values())
+    code = getattr(exc, "smtp_code", None)
+    return isinstance(code, int) and code >= 500
 
 
 def _close(smtp: smtplib.SMTP) -> None:

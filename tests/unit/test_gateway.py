@@ -17,7 +17,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from domain.errors import CardDeclined, Conflict, InvalidInput, SystemUnavailable
+from domain.errors import CardDeclined, Conflict, InvalidInput, MessageRefused, SystemUnavailable
 from systems.db import create_schema, make_engine
 from systems.notify.sink import read_index, start_sink
 from systems.notify.smtp import SmtpNotifier
@@ -288,6 +288,8 @@ class _Refusing(_Connections):
         self.rcpts.append(address)
         if address.startswith("bad@"):
             return "550 5.1.1 no such user"
+        if address.startswith("full@"):
+            return "452 4.2.2 mailbox full, try later"
         if not address.startswith("nodata@"):  # accepted, but DATA is then refused (503)
             envelope.rcpt_tos.append(address)
         return "250 OK"
@@ -302,11 +304,14 @@ async def test_notifier_answers_a_refusal_once_and_replaces_a_closing_connection
     controller = _serve(server, port)
     try:
         await notifier.send_email("k0", "ap@example.com", "First", "x")  # kept after
-        with pytest.raises(SystemUnavailable, match="550"):
+        with pytest.raises(MessageRefused, match="550"):  # for good: no retry will help
             await notifier.send_email("k1", "bad@example.com", "Refused", "x")
         # Asked once: a refusal is an answer, not a broken connection to try again on.
         assert server.rcpts == ["ap@example.com", "bad@example.com"]
-        with pytest.raises(SystemUnavailable, match="503"):  # the DATA command refused
+
+        with pytest.raises(SystemUnavailable, match="452"):  # for now: retried
+            await notifier.send_email("k1a", "full@example.com", "Later", "x")
+        with pytest.raises(MessageRefused, match="503"):  # the DATA command refused
             await notifier.send_email("k1b", "nodata@example.com", "No data", "x")
         await notifier.send_email("k1c", "ap@example.com", "Next on that connection", "x")
         server.closing = True
