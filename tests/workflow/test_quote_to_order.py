@@ -363,6 +363,21 @@ async def test_skip_continues_with_the_given_result(h: Harness) -> None:
     assert h.erp.get_invoice(result.order.invoice_ids[0]).status == "open"
 
 
+async def test_a_refused_email_asks_an_operator_at_once(h: Harness) -> None:
+    """A permanent SMTP refusal is not retried (it would be refused again)."""
+    cid = await _card_customer(h)
+    h.notifier.refused.add("billing@acme.example")
+    handle = await h.start(await h.input(cid, SETUP, quote=False, payment="invoice"))
+    order = await h.until(handle, "order", Order, lambda o: o.status == "needs_attention")
+    assert order.failed_step is not None and order.failed_step.attempts == 1
+    assert order.failed_step.name == "email:order_confirmation"
+    assert "message_refused" in order.failed_step.error
+    await h.update_accepted(handle, "skip", SkipRequest(result={}))
+    result = await handle.result()
+    assert result.order is not None and result.order.status == "completed"
+    assert h.notifier.calls == 1
+
+
 async def test_abort_compensates_and_ends_cancelled(h: Harness) -> None:
     cid = await _card_customer(h)
     h.set_fault("notifications", "down")
