@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Admin, ErpDep, StateDep, TemporalDep, sandbox_only
 from api.errors import TemporalUnavailable
@@ -72,6 +72,8 @@ async def _signal_all(client: Client, clock: TestClock, only_behind: bool) -> bo
             await handle.signal("advance_clock", ClockAdvance(frozen_time=clock.frozen_time))
         except RPCError as exc:
             log.info("process %s on clock %s: %s", wf.id, clock.id, exc.message)
+            if exc.status != RPCStatusCode.NOT_FOUND:  # ended meanwhile: nothing left due
+                settled = False  # its state is unknown: not ready yet
     return settled
 
 

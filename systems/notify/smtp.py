@@ -116,10 +116,10 @@ class SmtpNotifier:
                     continue  # closed while it was kept: take another
                 raise self._unavailable(exc) from exc
             except smtplib.SMTPException as exc:  # the server answered: a refusal
-                if _closing(exc):
+                if _closing(exc) or (kept and _out_of_step(exc)):
                     smtp.close()
                     if kept:
-                        continue
+                        continue  # the kept connection was at fault: a fresh one
                 else:
                     self._reset_and_keep(smtp)
                 if _permanent(exc):
@@ -140,8 +140,10 @@ class SmtpNotifier:
         """After a refusal, end the transaction (smtplib does not always: a refused DATA
         command leaves it open) and keep the connection; close it if that fails."""
         try:
-            smtp.rset()
+            code, _ = smtp.rset()
         except (OSError, smtplib.SMTPException):
+            code = 0
+        if code != 250:
             smtp.close()
             return
         self._checkin(smtp)
@@ -218,8 +220,19 @@ def _closing(exc: smtplib.SMTPException) -> bool:
     return getattr(exc, "smtp_code", None) == 421
 
 
+def _out_of_step(exc: smtplib.SMTPException) -> bool:
+    """500-504: the server did not understand the command where it came (a protocol
+    state problem of the connection, not a verdict on the message)."""
+    code = getattr(exc, "smtp_code", None)
+    return isinstance(code, int) and 500 <= code <= 504
+
+
 def _permanent(exc: smtplib.SMTPException) -> bool:
-    """A 5xx answer (RFC 5321: the same request will be refused again); 4xx is transient."""
+    """A 5xx answer (RFC 5321: the same request will be refused again), or a server that
+    cannot take this message at all (no SMTPUTF8 for an international address); a 4xx
+    answer is transient."""
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return True
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         return all(code >= 500 for code, _ in exc.recipients.values())
     code = getattr(exc, "smtp_code", None)

@@ -386,7 +386,7 @@ def test_waiting_processes_are_handed_out_once_and_oldest_first(erp: EmbeddedErp
     for n in range(6):
         erp.add_backorder(f"proc-{n}", ["WIDGET-1"])
     taken: list[list[str]] = []
-    _race(8, lambda i: taken.append(erp.take_backorders("WIDGET-1")))
+    assert _race(8, lambda i: taken.append(erp.take_backorders("WIDGET-1"))) == (8, [])
     handed = [p for batch in taken for p in batch]
     assert sorted(handed) == [f"proc-{n}" for n in range(6)]  # each once, none lost
     assert [b for b in taken if b] == [[f"proc-{n}" for n in range(6)]]  # in order, together
