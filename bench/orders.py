@@ -8,8 +8,8 @@ generator takes little of the CPU it shares with the stack). It reports orders/s
 p50/p99 placed → completed latency, then the same server's rate for as many bare
 workflows — as many no-op regular activities as the order has steps. Rounds alternate which
 of the two goes first, so a shared machine's drift hits both alike; the median ratio is
-the result. Each
-phase also prints the CPU time it cost per item in every process of the stack (Linux).
+the result. Each phase also prints the CPU time it cost per item in every process of the
+stack (Linux).
 
     python -m bench.orders [--orders 200] [--concurrency 20] [--rounds 3]
 """
@@ -191,33 +191,33 @@ async def measure(
     async with worker:
         await run_orders(http, cid, sku, min(10, n), c)  # warm-up
         await run_bare(client, queue, min(10, n), c)
+
+        async def orders(r: int) -> float:
+            before = cpu.snapshot(stack_pid)
+            elapsed, lat, own = await run_orders(http, cid, sku, n, c)
+            rate = report(f"[{r}] orders via API (placed->completed)", n, elapsed, lat)
+            print(
+                f"{'      the process itself (no polling)':<38} {'':9}   p50 "
+                f"{statistics.median(own) * 1000:7.0f} ms   p99 {pct(own, 0.99) * 1000:7.0f} ms"
+            )
+            print(f"      CPU per order: {cpu.per_item(before, cpu.snapshot(stack_pid), n)}")
+            return rate
+
+        async def bare(r: int) -> float:
+            before = cpu.snapshot(stack_pid)
+            elapsed, lat = await run_bare(client, queue, n, c)
+            rate = report(f"[{r}] bare workflow, {ORDER_STEPS} activities", n, elapsed, lat)
+            print(f"      CPU per workflow: {cpu.per_item(before, cpu.snapshot(stack_pid), n)}")
+            return rate
+
         for r in range(1, args.rounds + 1):
-
-            async def orders(r: int = r) -> float:
-                before = cpu.snapshot(stack_pid)
-                elapsed, lat, own = await run_orders(http, cid, sku, n, c)
-                rate = report(f"[{r}] orders via API (placed->completed)", n, elapsed, lat)
-                print(
-                    f"{'      the process itself (no polling)':<38} {'':9}   p50 "
-                    f"{statistics.median(own) * 1000:7.0f} ms   p99 {pct(own, 0.99) * 1000:7.0f} ms"
-                )
-                print(f"      CPU per order: {cpu.per_item(before, cpu.snapshot(stack_pid), n)}")
-                return rate
-
-            async def bare(r: int = r) -> float:
-                before = cpu.snapshot(stack_pid)
-                elapsed, lat = await run_bare(client, queue, n, c)
-                rate = report(f"[{r}] bare workflow, {ORDER_STEPS} activities", n, elapsed, lat)
-                print(f"      CPU per workflow: {cpu.per_item(before, cpu.snapshot(stack_pid), n)}")
-                return rate
-
             # Odd rounds run the orders first, even ones the bare workflows: a machine that
             # drifts during the run favours neither side.
             if r % 2:
-                order_rate, bare_rate = await orders(), await bare()
+                order_rate, bare_rate = await orders(r), await bare(r)
             else:
-                bare_rate = await bare()
-                order_rate = await orders()
+                bare_rate = await bare(r)
+                order_rate = await orders(r)
             ratios.append(order_rate / bare_rate)
             print(f"[{r}] ratio orders/bare: {ratios[-1]:.2f}")
     await http.close()

@@ -130,6 +130,13 @@ def next_value(s: Session, name: str) -> int:
     return int(value)
 
 
+def _payments_where(s: Session, where: Any) -> list[Payment]:
+    """Payments matching ``where``, oldest first."""
+    query = select(PaymentRow).where(where)
+    rows = s.exec(query.order_by(col(PaymentRow.created_at), col(PaymentRow.id))).all()
+    return [_payment(r) for r in rows]
+
+
 def _customer_currency(s: Session, customer_id: str) -> str:
     """The customer's currency (what a sales order or invoice must match); 404 if none."""
     query = select(CustomerRow.currency).where(CustomerRow.id == customer_id)
@@ -240,12 +247,10 @@ class BillingMixin(ErpBase):
         moment (what a charge decides on)."""
         with unit_of_work(self._engine, read=True) as s:
             inv = require(s, InvoiceRow, invoice_id, "invoice")
-            query = select(PaymentRow).where(PaymentRow.invoice_id == invoice_id)
-            paid = s.exec(query.order_by(col(PaymentRow.created_at), col(PaymentRow.id))).all()
             method = default_method(s, customer_id)
             return ChargeView(
                 invoice=_invoice(inv),
-                payments=[_payment(p) for p in paid],
+                payments=_payments_where(s, PaymentRow.invoice_id == invoice_id),
                 card_token=method.token if method is not None else None,
             )
 
@@ -345,11 +350,8 @@ class BillingMixin(ErpBase):
         return self._payments(PaymentRow.customer_id == customer_id)
 
     def _payments(self, where: Any) -> list[Payment]:
-        """Payments matching ``where``, oldest first."""
-        query = select(PaymentRow).where(where)
         with unit_of_work(self._engine, read=True) as s:
-            rows = s.exec(query.order_by(col(PaymentRow.created_at), col(PaymentRow.id))).all()
-            return [_payment(r) for r in rows]
+            return _payments_where(s, where)
 
     def issue_credit_note(
         self, key: str, invoice_id: str, amount: Decimal, reason: str
