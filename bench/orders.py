@@ -6,10 +6,11 @@ customer with a card on file and a service product, then places service-only ord
 ``GET /v1/orders/{id}`` until each is ``completed`` (with a lean client, so the load
 generator takes little of the CPU it shares with the stack). It reports orders/s and the
 p50/p99 placed → completed latency, then the same server's rate for as many bare
-workflows — as many no-op regular activities as the order has steps. Rounds alternate which
-of the two goes first, so a shared machine's drift hits both alike; the median ratio is
-the result. Each phase also prints the CPU time it cost per item in every process of the
-stack (Linux).
+workflows — as many no-op regular activities as the order has steps — and for the order's
+own Temporal footprint with no-op steps (``OrderShapeWorkflow``: the ceiling of the ratio).
+Each round starts with another of the three, so a shared machine's drift hits them alike;
+the median ratio orders/bare is the result. Each phase also prints the CPU time it cost
+per item in every process of the stack (Linux).
 
     python -m bench.orders [--orders 200] [--concurrency 20] [--rounds 3]
 """
@@ -27,20 +28,31 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 from opentelemetry import trace
 from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.opentelemetry import create_tracer_provider
 from temporalio.worker import Worker
 
 from bench import cpu
-from bench.bare import BareWorkflow, noop
+from bench.bare import BareWorkflow, OrderShapeWorkflow, noop
 from bench.loadclient import LoadClient
 from clients import connect_temporal
 from settings import Settings
+from workflows.operable import (
+    SA_AMOUNT_KEY,
+    SA_ATTENTION_KEY,
+    SA_CUSTOMER_KEY,
+    SA_STATUS_KEY,
+    SA_TYPE_KEY,
+)
 
 # A client polling four times a second: latencies are measured to that resolution.
 POLL_SECONDS = 0.25
@@ -146,22 +158,45 @@ async def run_orders(
     return elapsed, [client for client, _ in results], [own for _, own in results]
 
 
-async def run_bare(
-    client: Client, queue: str, n: int, concurrency: int
+async def run_workflows(
+    client: Client,
+    queue: str,
+    n: int,
+    concurrency: int,
+    run: Callable[[Any, int], Awaitable[int]],
+    search_attributes: TypedSearchAttributes = TypedSearchAttributes.empty,
 ) -> tuple[float, list[float]]:
+    """Run ``n`` workflows of ``run`` to completion: (elapsed, latencies)."""
     sem = asyncio.Semaphore(concurrency)
 
     async def one() -> float:
         async with sem:
             t = time.perf_counter()
             await client.execute_workflow(
-                BareWorkflow.run, ORDER_STEPS, id=f"bare-{uuid.uuid4()}", task_queue=queue
+                run,
+                ORDER_STEPS,
+                id=f"bench-{uuid.uuid4()}",
+                task_queue=queue,
+                search_attributes=search_attributes,
             )
             return time.perf_counter() - t
 
     start = time.perf_counter()
     latencies = await asyncio.gather(*(one() for _ in range(n)))
     return time.perf_counter() - start, list(latencies)
+
+
+def order_attributes(customer_id: str) -> TypedSearchAttributes:
+    """The search attributes the API starts an order's process with."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(SA_TYPE_KEY, "quote_to_order"),
+            SearchAttributePair(SA_STATUS_KEY, "received"),
+            SearchAttributePair(SA_CUSTOMER_KEY, customer_id),
+            SearchAttributePair(SA_ATTENTION_KEY, False),
+            SearchAttributePair(SA_AMOUNT_KEY, 11.9),
+        ]
+    )
 
 
 async def measure(
@@ -181,16 +216,18 @@ async def measure(
     worker = Worker(
         client,
         task_queue=queue,
-        workflows=[BareWorkflow],
+        workflows=[BareWorkflow, OrderShapeWorkflow],
         activities=[noop],
         max_cached_workflows=1000,
         max_concurrent_activities=200,
     )
     n, c = args.orders, args.concurrency
-    ratios: list[float] = []
+    shape_attributes = order_attributes(cid)
+    ratios: dict[str, list[float]] = {"orders": [], "shape": []}
     async with worker:
         await run_orders(http, cid, sku, min(10, n), c)  # warm-up
-        await run_bare(client, queue, min(10, n), c)
+        await run_workflows(client, queue, min(10, n), c, BareWorkflow.run)
+        await run_workflows(client, queue, min(10, n), c, OrderShapeWorkflow.run, shape_attributes)
 
         async def orders(r: int) -> float:
             before = cpu.snapshot(stack_pid)
@@ -203,25 +240,52 @@ async def measure(
             print(f"      CPU per order: {cpu.per_item(before, cpu.snapshot(stack_pid), n)}")
             return rate
 
-        async def bare(r: int) -> float:
+        async def baseline(
+            label: str,
+            run: Callable[[Any, int], Awaitable[int]],
+            attributes: TypedSearchAttributes,
+            r: int,
+        ) -> float:
             before = cpu.snapshot(stack_pid)
-            elapsed, lat = await run_bare(client, queue, n, c)
-            rate = report(f"[{r}] bare workflow, {ORDER_STEPS} activities", n, elapsed, lat)
+            elapsed, lat = await run_workflows(client, queue, n, c, run, attributes)
+            rate = report(f"[{r}] {label}", n, elapsed, lat)
             print(f"      CPU per workflow: {cpu.per_item(before, cpu.snapshot(stack_pid), n)}")
             return rate
 
+        phases: list[tuple[str, Callable[[int], Awaitable[float]]]] = [
+            ("orders", orders),
+            (
+                "bare",
+                partial(
+                    baseline,
+                    f"bare workflow, {ORDER_STEPS} activities",
+                    BareWorkflow.run,
+                    TypedSearchAttributes.empty,
+                ),
+            ),
+            (
+                "shape",
+                partial(
+                    baseline, "order-shaped, no-op steps", OrderShapeWorkflow.run, shape_attributes
+                ),
+            ),
+        ]
         for r in range(1, args.rounds + 1):
-            # Odd rounds run the orders first, even ones the bare workflows: a machine that
-            # drifts during the run favours neither side.
-            if r % 2:
-                order_rate, bare_rate = await orders(r), await bare(r)
-            else:
-                bare_rate = await bare(r)
-                order_rate = await orders(r)
-            ratios.append(order_rate / bare_rate)
-            print(f"[{r}] ratio orders/bare: {ratios[-1]:.2f}")
+            # Each round starts with another phase: a machine that drifts during the run
+            # favours none of them.
+            turn = (r - 1) % len(phases)
+            rates = {name: await phase(r) for name, phase in phases[turn:] + phases[:turn]}
+            for name in ratios:
+                ratios[name].append(rates[name] / rates["bare"])
+            print(
+                f"[{r}] ratio orders/bare: {ratios['orders'][-1]:.2f}"
+                f"   (order-shaped no-op/bare, the ceiling: {ratios['shape'][-1]:.2f})"
+            )
     await http.close()
-    print(f"ratio orders/bare, median of {len(ratios)}: {statistics.median(ratios):.2f}")
+    print(
+        f"ratio orders/bare, median of {args.rounds}: {statistics.median(ratios['orders']):.2f}"
+        f"   (ceiling {statistics.median(ratios['shape']):.2f})"
+    )
 
 
 def pct(values: list[float], q: float) -> float:
