@@ -65,6 +65,7 @@ class SmtpNotifier:
         self._from = mail_from
         self._kept: list[tuple[float, smtplib.SMTP]] = []
         self._lock = threading.Lock()
+        self._closed = False  # after close(), connections are not kept: sends still work
 
     async def send_email(self, key: str, to: str, subject: str, body: str) -> str:
         return await asyncio.to_thread(self._send, key, to, subject, body)
@@ -165,7 +166,7 @@ class SmtpNotifier:
 
     def _checkin(self, smtp: smtplib.SMTP) -> None:
         with self._lock:
-            if len(self._kept) < KEEP_CONNECTIONS:
+            if not self._closed and len(self._kept) < KEEP_CONNECTIONS:
                 self._kept.append((time.monotonic(), smtp))
                 return
         _close(smtp)
@@ -192,8 +193,10 @@ class SmtpNotifier:
         )
 
     def close(self) -> None:
-        """Close the kept connections (a worker that stops says goodbye to its relay)."""
+        """Close the kept connections (a worker that stops says goodbye to its relay); a
+        send still running, or made later, closes its connection when it is done."""
         with self._lock:
+            self._closed = True
             kept, self._kept = self._kept, []
         for _, smtp in kept:
             _close(smtp)

@@ -192,6 +192,15 @@ def _notifier(tmp_path: Path, port: int) -> SmtpNotifier:
     return SmtpNotifier(log, f"smtp://127.0.0.1:{port}", "billing@o2c.test")
 
 
+async def _until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Wait for ``condition`` (the SMTP server notes commands on its own thread)."""
+    for _ in range(int(seconds / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
 def _serve(handler: object, port: int) -> Controller:
     """An SMTP server on 127.0.0.1:``port`` answering with ``handler``; ``.stop()`` it."""
     controller = Controller(handler, hostname="127.0.0.1", port=port)
@@ -204,10 +213,15 @@ class _Connections:
 
     def __init__(self) -> None:
         self.peers: list[tuple[str, int]] = []
+        self.quits: list[tuple[str, int]] = []
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         self.peers.append(session.peer)
         return "250 OK"
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.quits.append(session.peer)
+        return "221 Bye"
 
 
 async def test_notifier_keeps_its_connection_and_replaces_one_the_server_dropped(
@@ -231,6 +245,8 @@ async def test_notifier_keeps_its_connection_and_replaces_one_the_server_dropped
         notifier.close()
         await notifier.send_email("k4", "x@example.com", "After close", "hello")
         assert len(second.peers) == 2 and second.peers[1] != second.peers[0]
+        # A closed notifier keeps nothing: the late send's connection said goodbye too.
+        await _until(lambda: second.quits == second.peers)
     finally:
         notifier.close()
         server.stop()
