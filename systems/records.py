@@ -6,11 +6,19 @@ the API answers with. Amounts are ``Amount`` (Decimal in, decimal string out).
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from domain.invoicing import DraftInvoice as DraftInvoice
 from domain.invoicing import InvoiceLine as InvoiceLine
@@ -24,6 +32,9 @@ ROLES: tuple[Role, ...] = ("viewer", "client", "operator", "admin")
 ProductKind = Literal["physical", "service", "third_party"]
 FaultMode = Literal["ok", "down", "slow"]
 SystemName = Literal["erp", "payments", "notifications"]
+# Bounds on client numbers that would otherwise reach a 64-bit column or date arithmetic.
+MAX_STOCK_DELTA = 1_000_000_000
+CLOCK_YEARS = (1970, 9000)
 
 
 class Strict(BaseModel):
@@ -237,7 +248,7 @@ class Inventory(BaseModel):
 
 
 class InventoryAdjustment(Strict):
-    delta: int
+    delta: int = Field(ge=-MAX_STOCK_DELTA, le=MAX_STOCK_DELTA)
     reason: str = Field(min_length=1, max_length=500)
 
 
@@ -336,7 +347,20 @@ class SalesOrder(BaseModel):
 
 
 class TestClockCreate(Strict):
-    frozen_time: datetime
+    """A clock's time: RFC 3339 with its offset, kept in UTC."""
+
+    frozen_time: AwareDatetime
+
+    @field_validator("frozen_time")
+    @classmethod
+    def _in_utc(cls, value: datetime) -> datetime:
+        try:
+            utc = value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("out of range") from None
+        if not CLOCK_YEARS[0] <= utc.year <= CLOCK_YEARS[1]:
+            raise ValueError(f"must fall in the years {CLOCK_YEARS[0]}–{CLOCK_YEARS[1]}")
+        return utc
 
 
 class TestClock(BaseModel):

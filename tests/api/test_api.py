@@ -160,6 +160,9 @@ def test_price_book_overrides_list_price_and_inventory_adjusts(client: TestClien
         client.post("/v1/inventory/WIDGET-1/adjustments", json={"delta": -20, "reason": "loss"}),
         409,
     )
+    huge = {"delta": 2**63, "reason": "typo"}  # beyond any stock column
+    assert_problem(client.post("/v1/inventory/WIDGET-1/adjustments", json=huge), 422)
+    assert client.get("/v1/inventory/WIDGET-1").json()["on_hand"] == 15
 
 
 def test_test_clocks_move_only_forward_and_faults_switch(client: TestClient) -> None:
@@ -170,6 +173,14 @@ def test_test_clocks_move_only_forward_and_faults_switch(client: TestClient) -> 
         f"/v1/test-clocks/{clk}/advance", json={"frozen_time": "2025-01-01T00:00:00Z"}
     )
     assert_problem(back, 409)
+    # Times carry their offset and are kept in UTC; a naive or unreachable one is refused.
+    r = client.post("/v1/test-clocks", json={"frozen_time": "2026-01-02T01:00:00+01:00"})
+    assert r.status_code == 201 and r.json()["frozen_time"].startswith("2026-01-02T00:00:00")
+    for bad in ("2026-03-01T00:00:00", "0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-05:00"):
+        assert_problem(client.post("/v1/test-clocks", json={"frozen_time": bad}), 422)
+        assert_problem(
+            client.post(f"/v1/test-clocks/{clk}/advance", json={"frozen_time": bad}), 422
+        )
     r = client.post("/v1/sandbox/faults", json={"system": "payments", "mode": "down"})
     assert r.json() == {"system": "payments", "mode": "down"}
     modes = {f["system"]: f["mode"] for f in client.get("/v1/sandbox/faults").json()}
