@@ -107,8 +107,10 @@ class Stack:
         for child in reversed(self.children):
             if child.proc.poll() is None:
                 child.proc.send_signal(signal.SIGTERM)
+                # A worker first lets the steps under way finish (O2C_WORKER_SHUTDOWN_SECONDS).
+                grace = self.settings.worker_shutdown_seconds if child.name[:6] == "worker" else 0
                 try:
-                    child.proc.wait(timeout=STOP_SECONDS)
+                    child.proc.wait(timeout=STOP_SECONDS + grace)
                 except subprocess.TimeoutExpired:
                     child.proc.kill()
                     child.proc.wait()

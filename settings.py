@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     worker_max_cached_workflows: int = Field(default=1000, ge=1)
     worker_max_concurrent_activities: int = Field(default=200, ge=1)
     worker_max_concurrent_local_activities: int = Field(default=200, ge=1)
+    # On SIGTERM/SIGINT a worker stops polling and lets the activities under way finish for
+    # this long (below the dev runner's wait for its children), then cancels the rest.
+    worker_shutdown_seconds: float = Field(default=10.0, ge=0, le=300)
 
     @property
     def tracing(self) -> bool:

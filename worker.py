@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import compileall
 import logging
+import signal
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -97,11 +99,15 @@ def build_worker(
         max_cached_workflows=settings.worker_max_cached_workflows,
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_local_activities=settings.worker_max_concurrent_local_activities,
+        graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_seconds),
     )
 
 
-async def run_worker(settings: Settings) -> None:
-    """Connect, register search attributes, and run until cancelled (the ``o2c worker``)."""
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Connect, register search attributes and run (the ``o2c worker``) until ``stop`` is
+    set (by default: on SIGINT or SIGTERM) or the worker fails. Stopping polls no more,
+    lets the activities under way finish for ``O2C_WORKER_SHUTDOWN_SECONDS`` (then cancels
+    them: retried elsewhere) and says goodbye to the SMTP relay."""
     from clients import register_search_attributes, wait_for_temporal
     from systems.registry import build_systems
 
@@ -114,11 +120,27 @@ async def run_worker(settings: Settings) -> None:
     systems = build_systems(settings)
     worker = build_worker(client, systems, settings)
     log.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_target)
+    if stop is None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    running = asyncio.create_task(worker.run())
+    stopping = asyncio.create_task(stop.wait())
     try:
-        await worker.run()
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not running.done():
+            log.info(
+                "stopping: finishing the activities under way (up to %s s)",
+                settings.worker_shutdown_seconds,
+            )
+            await worker.shutdown()
+        await running  # a worker's fatal error ends the process with it
     finally:
+        stopping.cancel()
         await asyncio.to_thread(systems.notifier.close)  # QUITs: not on the event loop
 
 
 if __name__ == "__main__":
-    asyncio.run(run_worker(Settings()))
+    from cli import run_async
+
+    run_async(run_worker(Settings()))

@@ -44,6 +44,7 @@ from temporalio.worker import Worker
 from bench import cpu
 from bench.bare import BareWorkflow, OrderShapeWorkflow, noop
 from bench.loadclient import LoadClient
+from cli import run_async
 from clients import connect_temporal
 from settings import Settings
 from workflows.operable import (
@@ -352,4 +353,4 @@ async def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_async(main())  # the event loop of the stack's workers, for the bare worker too
