@@ -34,6 +34,31 @@ from worker import build_worker
 ADMIN_KEY = "o2c_admin_integration_" + "k" * 24
 
 
+def integration_settings(
+    dev_env: WorkflowEnvironment, tmp_path: Path, queue: str, **overrides: Any
+) -> Settings:
+    """A test's settings against the session's dev server: its own task queue and data
+    folder, SQLite there unless ``database_url`` is given, the test admin key."""
+    values: dict[str, Any] = {
+        "environment": "test",
+        "data_dir": tmp_path,
+        "database_url": f"sqlite:///{tmp_path / 'o2c.db'}",
+        "temporal_address": dev_env.client.service_client.config.target_host,
+        "task_queue": f"{queue}-{uuid.uuid4()}",
+        "admin_key": ADMIN_KEY,
+    }
+    return Settings(**(values | overrides))
+
+
+def service_order(customer_id: str, payment: str = "card_on_file") -> dict[str, Any]:
+    """``POST /v1/orders`` body: one SETUP service."""
+    return {
+        "customer_id": customer_id,
+        "lines": [{"sku": "SETUP", "quantity": 1}],
+        "payment": payment,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -97,14 +122,11 @@ async def stack(
 ) -> AsyncIterator[Stack]:
     from api.app import app_from_settings
 
-    host, port = dev_env.client.service_client.config.target_host.rsplit(":", 1)
-    settings = Settings(
-        environment="test",
-        data_dir=tmp_path,
+    settings = integration_settings(
+        dev_env,
+        tmp_path,
+        "it",
         database_url=database_url,
-        temporal_address=f"{host}:{port}",
-        task_queue=f"it-{uuid.uuid4()}",
-        admin_key=ADMIN_KEY,
         sandbox=True,
         smtp_url=f"smtp://127.0.0.1:{free_port()}",
     )

@@ -13,7 +13,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api.app import app_from_settings
 from tests.factories import CARD_OK, CARD_TIMEOUT
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, service_order
 from worker import build_worker
 from workflows.contracts.quote_to_order import QuoteToOrderInput
 
@@ -110,11 +110,7 @@ async def test_card_that_times_out_after_charging_is_charged_exactly_once(stack:
     cid = await _setup(stack, card=CARD_TIMEOUT)
     r = await stack.http.post(
         "/v1/orders",
-        json={
-            "customer_id": cid,
-            "lines": [{"sku": "SETUP", "quantity": 1}],
-            "payment": "card_on_file",
-        },
+        json=service_order(cid),
     )
     assert r.status_code == 201, r.text
     order = await stack.poll(f"/v1/orders/{r.json()['id']}", lambda o: o["status"] == "completed")
@@ -140,11 +136,7 @@ async def test_operator_retries_a_step_that_failed_while_the_gateway_was_down(
     assert r.status_code == 200, r.text
     r = await http.post(
         "/v1/orders",
-        json={
-            "customer_id": cid,
-            "lines": [{"sku": "SETUP", "quantity": 1}],
-            "payment": "card_on_file",
-        },
+        json=service_order(cid),
     )
     order_id = r.json()["id"]
     order = await stack.poll(
@@ -199,7 +191,7 @@ async def test_quote_on_a_test_clock_expires_when_the_clock_passes_validity(stac
 
 async def test_an_order_retried_with_its_idempotency_key_starts_one_process(stack: Stack) -> None:
     cid = await _setup(stack)
-    body = {"customer_id": cid, "lines": [{"sku": "SETUP", "quantity": 1}], "payment": "invoice"}
+    body = service_order(cid, "invoice")
     headers = {"Idempotency-Key": "shop-order-4711"}
     first = await stack.http.post("/v1/orders", json=body, headers=headers)
     again = await stack.http.post("/v1/orders", json=body, headers=headers)

@@ -3,7 +3,6 @@ workflow's activities, local and regular; with none, no span is made at all."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,10 +18,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import app_from_settings
 from clients import connect_temporal
-from settings import Settings
 from systems.registry import Systems, build_systems
 from tests.fakes.notifier import FakeNotifier
-from tests.integration.conftest import ADMIN_KEY, Stack
+from tests.integration.conftest import ADMIN_KEY, Stack, integration_settings, service_order
 from worker import build_worker
 
 pytestmark = pytest.mark.slow
@@ -40,15 +38,8 @@ def tracer_provider() -> None:
 
 @pytest_asyncio.fixture
 async def traced(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Stack]:
-    settings = Settings(
-        environment="test",
-        data_dir=tmp_path,
-        database_url=f"sqlite:///{tmp_path / 'o2c.db'}",
-        temporal_address=dev_env.client.service_client.config.target_host,
-        task_queue=f"traced-{uuid.uuid4()}",
-        admin_key=ADMIN_KEY,
-        otel_exporter="console",  # any exporter turns tracing on
-    )
+    # Any exporter turns tracing on.
+    settings = integration_settings(dev_env, tmp_path, "traced", otel_exporter="console")
     base = build_systems(settings)
     systems = Systems(erp=base.erp, gateway=base.gateway, notifier=FakeNotifier())
     client = await connect_temporal(settings.temporal_target, tracing=True)
@@ -83,7 +74,7 @@ async def _place_service_order(stack: Stack) -> str:
     }
     cid = (await http.post("/v1/customers", json=customer)).json()["id"]
     EXPORTED.clear()
-    order = {"customer_id": cid, "lines": [{"sku": "SETUP", "quantity": 1}], "payment": "invoice"}
+    order = service_order(cid, "invoice")
     r = await http.post("/v1/orders", json=order)
     assert r.status_code == 201, r.text
     oid: str = r.json()["id"]

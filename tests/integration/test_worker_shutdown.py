@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,11 +23,15 @@ from settings import Settings
 from systems.notify.sink import read_index, start_sink
 from systems.registry import build_systems
 from tests.factories import add_card, catalog, customer
-from tests.integration.conftest import free_port
+from tests.integration.conftest import (
+    ADMIN_KEY,
+    free_port,
+    integration_settings,
+    service_order,
+)
 
 pytestmark = pytest.mark.slow
 
-ADMIN = "o2c_admin_shutdown_" + "x" * 24
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -36,13 +39,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def settings(dev_env: WorkflowEnvironment, tmp_path: Path) -> Iterator[Settings]:
     sink_port = free_port()
     sink = start_sink(tmp_path, sink_port)
-    yield Settings(
-        environment="test",
-        data_dir=tmp_path,
-        database_url=f"sqlite:///{tmp_path / 'o2c.db'}",
-        temporal_address=dev_env.client.service_client.config.target_host,
-        task_queue=f"shutdown-{uuid.uuid4()}",
-        admin_key=ADMIN,
+    yield integration_settings(
+        dev_env,
+        tmp_path,
+        "shutdown",
         sandbox=True,
         smtp_url=f"smtp://127.0.0.1:{sink_port}",
         worker_shutdown_seconds=10,
@@ -58,7 +58,7 @@ def _start_worker(settings: Settings) -> subprocess.Popen[bytes]:
         "O2C_DATABASE_URL": settings.db_url,
         "O2C_TEMPORAL_ADDRESS": settings.temporal_target,
         "O2C_TASK_QUEUE": settings.task_queue,
-        "O2C_ADMIN_KEY": ADMIN,
+        "O2C_ADMIN_KEY": ADMIN_KEY,
         "O2C_SANDBOX": "1",
         "O2C_SMTP_URL": settings.smtp_target,
         "O2C_WORKER_SHUTDOWN_SECONDS": str(settings.worker_shutdown_seconds),
@@ -99,18 +99,11 @@ async def test_sigterm_finishes_the_step_under_way_and_the_next_worker_goes_on(
     api = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app_from_settings(settings)),
         base_url="http://o2c",
-        headers={"Authorization": f"Bearer {ADMIN}"},
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
     )
     worker = _start_worker(settings)
     try:
-        r = await api.post(
-            "/v1/orders",
-            json={
-                "customer_id": cid,
-                "lines": [{"sku": "SETUP", "quantity": 1}],
-                "payment": "card_on_file",
-            },
-        )
+        r = await api.post("/v1/orders", json=service_order(cid))
         assert r.status_code == 201, r.text
         order_id, process_id = r.json()["id"], r.json()["process_id"]
         handle = dev_env.client.get_workflow_handle(process_id)
