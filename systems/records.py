@@ -32,8 +32,9 @@ ROLES: tuple[Role, ...] = ("viewer", "client", "operator", "admin")
 ProductKind = Literal["physical", "service", "third_party"]
 FaultMode = Literal["ok", "down", "slow"]
 SystemName = Literal["erp", "payments", "notifications"]
-# Bounds on client numbers that would otherwise reach a 64-bit column or date arithmetic.
-MAX_STOCK_DELTA = 1_000_000_000
+# Bounds on client numbers that would otherwise overflow a column (stock is a 32-bit
+# INTEGER on PostgreSQL) or date arithmetic. No SKU holds more than MAX_STOCK units.
+MAX_STOCK = 1_000_000_000
 CLOCK_YEARS = (1970, 9000)
 
 
@@ -140,7 +141,7 @@ class ProductCreate(Strict):
     kind: ProductKind
     unit_price: Amount = Field(ge=0)
     currency: str
-    stock: int | None = Field(default=None, ge=0)
+    stock: int | None = Field(default=None, ge=0, le=MAX_STOCK)
     vendor: str | None = None
 
     _cur = field_validator("currency")(_currency)
@@ -248,7 +249,7 @@ class Inventory(BaseModel):
 
 
 class InventoryAdjustment(Strict):
-    delta: int = Field(ge=-MAX_STOCK_DELTA, le=MAX_STOCK_DELTA)
+    delta: int = Field(ge=-MAX_STOCK, le=MAX_STOCK)
     reason: str = Field(min_length=1, max_length=500)
 
 
@@ -347,9 +348,10 @@ class SalesOrder(BaseModel):
 
 
 class TestClockCreate(Strict):
-    """A clock's time: RFC 3339 with its offset, kept in UTC."""
-
-    frozen_time: AwareDatetime
+    frozen_time: AwareDatetime = Field(
+        description="RFC 3339 with its offset, kept in UTC; "
+        f"years {CLOCK_YEARS[0]}–{CLOCK_YEARS[1]}"
+    )
 
     @field_validator("frozen_time")
     @classmethod

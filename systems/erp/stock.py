@@ -10,7 +10,7 @@ from domain.errors import Conflict, InvalidInput, OutOfStock
 from systems.db import unit_of_work, write_connection
 from systems.erp.common import ErpBase, require
 from systems.erp.tables import BackorderRow, ReservationRow, StockRow
-from systems.records import Inventory
+from systems.records import MAX_STOCK, Inventory
 
 
 def _inventory(row: StockRow) -> Inventory:
@@ -38,6 +38,8 @@ class StockMixin(ErpBase):
                 raise Conflict(
                     f"{sku}: on hand would be {row.on_hand + delta}, below reserved {row.reserved}"
                 )
+            if row.on_hand + delta > MAX_STOCK:
+                raise Conflict(f"{sku}: on hand would be {row.on_hand + delta}, above {MAX_STOCK}")
             row.on_hand += delta
             s.add(row)
             return _inventory(row)

@@ -162,6 +162,7 @@ def test_price_book_overrides_list_price_and_inventory_adjusts(client: TestClien
     )
     huge = {"delta": 2**63, "reason": "typo"}  # beyond any stock column
     assert_problem(client.post("/v1/inventory/WIDGET-1/adjustments", json=huge), 422)
+    assert_problem(client.post("/v1/products", json={**PRODUCT, "sku": "BIG", "stock": 2**31}), 422)
     assert client.get("/v1/inventory/WIDGET-1").json()["on_hand"] == 15
 
 

@@ -24,7 +24,7 @@ from systems.db import unit_of_work
 from systems.erp.billing import next_value, post_entry
 from systems.erp.embedded import EmbeddedErp
 from systems.quoting import credit_snapshot, price_request, process_input
-from systems.records import FaultMode, PriceItem
+from systems.records import MAX_STOCK, FaultMode, PriceItem
 from tests.factories import catalog, customer
 from workflows.contracts.quote_to_order import LineRequest
 
@@ -99,6 +99,16 @@ def test_reservation_is_all_or_nothing_and_idempotent_by_key(erp: EmbeddedErp) -
     assert (stock.on_hand, stock.reserved) == (6, 0)
     with pytest.raises(Conflict):
         erp.adjust_inventory("WIDGET-1", -7, "loss")
+
+
+def test_stock_on_hand_stays_within_its_bound(erp: EmbeddedErp) -> None:
+    catalog(erp)  # WIDGET-1: 10 on hand
+    assert erp.adjust_inventory("WIDGET-1", MAX_STOCK - 10, "count").on_hand == MAX_STOCK
+    # Beyond it PostgreSQL's INTEGER column would overflow: a conflict, nothing changed.
+    for _ in range(3):
+        with pytest.raises(Conflict):
+            erp.adjust_inventory("WIDGET-1", 1, "count")
+    assert erp.inventory("WIDGET-1").on_hand == MAX_STOCK
 
 
 def test_backorder_wait_list_is_taken_once(erp: EmbeddedErp) -> None:
