@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
 
 import httpx
@@ -104,13 +105,17 @@ class Stack:
         return next((c for c in self.children if c.proc.poll() is not None), None)
 
     def stop(self) -> None:
-        for child in reversed(self.children):
-            if child.proc.poll() is None:
+        """Stop the children in reverse order of start, the workers together: each gets
+        SIGTERM and its time (workers first let the steps under way finish), then a kill."""
+        for kind, group in groupby(reversed(self.children), key=lambda c: c.name.split("-")[0]):
+            alive = [c for c in group if c.proc.poll() is None]
+            for child in alive:
                 child.proc.send_signal(signal.SIGTERM)
-                # A worker first lets the steps under way finish (O2C_WORKER_SHUTDOWN_SECONDS).
-                grace = self.settings.worker_shutdown_seconds if child.name[:6] == "worker" else 0
+            grace = self.settings.worker_shutdown_seconds if kind == "worker" else 0
+            deadline = time.monotonic() + STOP_SECONDS + grace
+            for child in alive:
                 try:
-                    child.proc.wait(timeout=STOP_SECONDS + grace)
+                    child.proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
                 except subprocess.TimeoutExpired:
                     child.proc.kill()
                     child.proc.wait()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import compileall
 import logging
+import os
 import signal
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -103,41 +104,71 @@ def build_worker(
     )
 
 
+def stop_on_signals() -> asyncio.Event:
+    """An event set by the first SIGINT or SIGTERM; a second one exits at once (an
+    operator who does not want to wait for the steps under way)."""
+    stop = asyncio.Event()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set():
+            log.warning("%s again: exiting without waiting", sig.name)
+            os._exit(128 + sig.value)
+        stop.set()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    return stop
+
+
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Connect, register search attributes and run (the ``o2c worker``) until ``stop`` is
-    set (by default: on SIGINT or SIGTERM) or the worker fails. Stopping polls no more,
-    lets the activities under way finish for ``O2C_WORKER_SHUTDOWN_SECONDS`` (then cancels
-    them: retried elsewhere) and says goodbye to the SMTP relay."""
+    set (by default: on SIGINT or SIGTERM, see ``stop_on_signals``) or the worker fails.
+    Stopping polls no more, lets the activities under way finish for
+    ``O2C_WORKER_SHUTDOWN_SECONDS`` (then cancels them: retried elsewhere) and says
+    goodbye to the SMTP relay; a stop while still connecting just ends."""
     from clients import register_search_attributes, wait_for_temporal
     from systems.registry import build_systems
 
-    client = await wait_for_temporal(
-        settings.temporal_target, settings.temporal_namespace, tracing=settings.tracing
-    )
-    added = await register_search_attributes(client, settings.temporal_namespace)
-    if added:
-        log.info("registered search attributes %s", ", ".join(added))
-    systems = build_systems(settings)
-    worker = build_worker(client, systems, settings)
-    log.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_target)
-    if stop is None:
-        stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    running = asyncio.create_task(worker.run())
+    stop = stop or stop_on_signals()
     stopping = asyncio.create_task(stop.wait())
+
+    async def connect() -> Client:
+        client = await wait_for_temporal(
+            settings.temporal_target, settings.temporal_namespace, tracing=settings.tracing
+        )
+        added = await register_search_attributes(client, settings.temporal_namespace)
+        if added:
+            log.info("registered search attributes %s", ", ".join(added))
+        return client
+
+    connecting = asyncio.create_task(connect())
     try:
-        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if not running.done():
-            log.info(
-                "stopping: finishing the activities under way (up to %s s)",
-                settings.worker_shutdown_seconds,
-            )
-            await worker.shutdown()
-        await running  # a worker's fatal error ends the process with it
+        await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not connecting.done():
+            connecting.cancel()
+            log.info("stopped before connecting to %s", settings.temporal_target)
+            return
+        client = connecting.result()
+        systems = build_systems(settings)
+        worker = build_worker(client, systems, settings)
+        log.info(
+            "worker polling task queue %s on %s", settings.task_queue, settings.temporal_target
+        )
+        running = asyncio.create_task(worker.run())
+        try:
+            await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not running.done():
+                log.info(
+                    "stopping: finishing the activities under way (up to %s s)",
+                    settings.worker_shutdown_seconds,
+                )
+                await worker.shutdown()
+            await running  # a worker's fatal error ends the process with it
+        finally:
+            await asyncio.to_thread(systems.notifier.close)  # QUITs: not on the event loop
     finally:
         stopping.cancel()
-        await asyncio.to_thread(systems.notifier.close)  # QUITs: not on the event loop
 
 
 if __name__ == "__main__":
