@@ -57,7 +57,9 @@ from workflows.operable import (
 
 # A client polling four times a second: latencies are measured to that resolution.
 POLL_SECONDS = 0.25
-ORDER_STEPS = 5  # check_credit, create_sales_order, email, issue_invoice, charge_invoice
+# The order's timeline: check_credit (read by the API at placement), create_sales_order,
+# email, issue_invoice, charge_invoice.
+ORDER_STEPS = 5
 
 
 def free_port() -> int:
@@ -289,6 +291,13 @@ async def measure(
     )
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -305,9 +314,9 @@ def report(label: str, n: int, elapsed: float, lat: list[float]) -> float:
 
 async def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--orders", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--orders", type=positive, default=200)
+    parser.add_argument("--concurrency", type=positive, default=20)
+    parser.add_argument("--rounds", type=positive, default=3)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="o2c-bench-") as tmp:
         data = Path(tmp)

@@ -1,48 +1,62 @@
 """The benchmark's order-shaped workflow keeps the footprint of the order it stands for.
 
-``make bench`` reads its rate as the ceiling of the orders' ratio; if the order's history
-changes shape (a new recorded history), this fails until the bench follows."""
+``make bench`` reads its rate as the ceiling of the orders' ratio, so its history must be,
+event for event, that of a service-only card order started the way the API starts one;
+if the order changes shape, this fails until the bench follows."""
 
 from __future__ import annotations
 
-import json
 import uuid
-from pathlib import Path
+from typing import Any
 
 from temporalio.api.enums.v1 import EventType
-from temporalio.testing import WorkflowEnvironment
+from temporalio.client import WorkflowHandle
 from temporalio.worker import Worker
 
+from api import process
 from bench.bare import OrderShapeWorkflow, noop
 from bench.orders import ORDER_STEPS, order_attributes
+from settings import Settings
+from tests.factories import add_card, catalog, customer
+from tests.workflow.conftest import Harness
+from workflows.contracts.quote_to_order import initial_order
 
-# A service-only card order as the API starts it, recorded from the workflow itself.
-RECORDED = Path(__file__).parent.parent / "histories" / "q2o-order-credit-at-placement.json"
-UPSERT = "EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES"
-
-
-def api_started(events: list[str]) -> list[str]:
-    """The recording started the process without search attributes, so its first task
-    upserted them (identity, then status): the API sets both at the start instead."""
-    first = [i for i, name in enumerate(events) if name == UPSERT][:2]
-    return [name for i, name in enumerate(events) if i not in first]
+UPSERT = EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
 
 
-async def test_order_shape_has_the_recorded_orders_events(ts_env: WorkflowEnvironment) -> None:
-    recorded = [e["eventType"] for e in json.loads(RECORDED.read_text())["events"]]
+async def _events(handle: WorkflowHandle[Any, Any]) -> list[str]:
+    return [EventType.Name(e.event_type) async for e in handle.fetch_history_events()]
+
+
+async def test_order_shape_has_the_events_of_a_service_order_placed_through_the_api(
+    h: Harness,
+) -> None:
+    catalog(h.erp)
+    cid = customer(h.erp).id
+    await add_card(h.erp, h.gateway, cid)
+    inp = await h.input(
+        cid, [{"sku": "SETUP", "quantity": 1}], quote=False, payment="card_on_file", credit=True
+    )
+    settings = Settings(task_queue=h.task_queue)
+    await process.start(
+        h.env.client, h.erp, settings, inp, initial_order(inp, "card_on_file", inp.created_at)
+    )
+    order = h.env.client.get_workflow_handle(inp.process_id)
+    await order.result()
+
     queue = f"shape-{uuid.uuid4()}"
     async with Worker(
-        ts_env.client, task_queue=queue, workflows=[OrderShapeWorkflow], activities=[noop]
+        h.env.client, task_queue=queue, workflows=[OrderShapeWorkflow], activities=[noop]
     ):
-        handle = await ts_env.client.start_workflow(
+        shape = await h.env.client.start_workflow(
             OrderShapeWorkflow.run,
             ORDER_STEPS,
             id=f"shape-{uuid.uuid4()}",
             task_queue=queue,
-            search_attributes=order_attributes("cus_shape"),
+            search_attributes=order_attributes(cid),
         )
-        assert await handle.result() == ORDER_STEPS
-        history = await handle.fetch_history()
-    shape = [EventType.Name(e.event_type) for e in history.events]
-    assert shape == api_started(recorded)
-    assert shape.count(UPSERT) == 2  # confirmed, completed
+        assert await shape.result() == ORDER_STEPS
+        shape_events = await _events(shape)
+    order_events = await _events(order)
+    assert shape_events == order_events
+    assert order_events.count(EventType.Name(UPSERT)) == 2  # confirmed, completed
