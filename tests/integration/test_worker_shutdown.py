@@ -63,10 +63,10 @@ def _start_worker(settings: Settings) -> subprocess.Popen[bytes]:
         "O2C_SMTP_URL": settings.smtp_target,
         "O2C_WORKER_SHUTDOWN_SECONDS": str(settings.worker_shutdown_seconds),
     }
-    log = open(settings.data_dir / "worker.log", "ab")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(
-        [sys.executable, "-m", "cli", "worker"], cwd=ROOT, env=env, stdout=log, stderr=log
-    )
+    with open(settings.data_dir / "worker.log", "ab") as log:  # the child keeps its own copy
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli", "worker"], cwd=ROOT, env=env, stdout=log, stderr=log
+        )
 
 
 def _stop(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, float]:
