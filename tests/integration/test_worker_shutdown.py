@@ -1,6 +1,8 @@
 """``o2c worker`` stops gracefully: on SIGTERM (a deploy, ``make run``'s Ctrl-C) it polls no
 more, finishes the activity under way instead of abandoning it to a timeout, exits 0, and
-the next worker carries the process on from there."""
+the next worker carries the process on from there. Killed outright in the middle of a
+step, it loses nothing either: the next worker runs the step again, and nothing is
+invoiced, charged or e-mailed twice."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from temporalio.api.enums.v1 import EventType, PendingActivityState
+from temporalio.api.enums.v1 import EventType, PendingActivityState, PendingWorkflowTaskState
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import app_from_settings
@@ -140,6 +142,66 @@ async def test_sigterm_finishes_the_step_under_way_and_the_next_worker_goes_on(
 
         await _until(completed_order, "the order to complete on the next worker")
         assert len(read_index(settings.data_dir)) == 1  # the e-mail was not sent again
+        code, _ = await asyncio.to_thread(_stop, worker, 30)
+        assert code == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        await api.aclose()
+
+
+async def test_a_worker_killed_in_the_middle_of_a_step_loses_and_doubles_nothing(
+    dev_env: WorkflowEnvironment, settings: Settings
+) -> None:
+    systems = build_systems(settings)
+    catalog(systems.erp)
+    cid = customer(systems.erp).id
+    await add_card(systems.erp, systems.gateway, cid)
+    systems.erp.set_fault("erp", "slow")  # every ERP step takes 2 s: the kill lands in one
+    api = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app_from_settings(settings)),
+        base_url="http://o2c",
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+    )
+    worker = _start_worker(settings)
+    try:
+        r = await api.post("/v1/orders", json=service_order(cid))
+        assert r.status_code == 201, r.text
+        order_id, process_id = r.json()["id"], r.json()["process_id"]
+        handle = dev_env.client.get_workflow_handle(process_id)
+
+        async def working() -> bool:  # its first task taken: the sales order is under way
+            task = (await handle.describe()).raw_description.pending_workflow_task
+            return bool(task.state == PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED)
+
+        await _until(working, "the worker to take the process's first task")
+        await asyncio.sleep(0.5)
+        worker.kill()  # no goodbye: a crash, an OOM kill, a pulled plug
+        assert await asyncio.to_thread(worker.wait, 10) == -signal.SIGKILL
+        history = [e.event_type async for e in handle.fetch_history_events()]
+        assert EventType.EVENT_TYPE_MARKER_RECORDED not in history  # the step was under way
+
+        systems.erp.set_fault("erp", "ok")
+        worker = _start_worker(settings)  # picks the process up once its task times out
+
+        async def completed() -> bool:
+            body = (await api.get(f"/v1/orders/{order_id}")).json()
+            return bool(body["status"] == "completed")
+
+        await _until(completed, "the order to complete after the crash")
+        order = (await api.get(f"/v1/orders/{order_id}")).json()
+        assert [(s["name"].split(":")[0], s["status"]) for s in order["steps"]] == [
+            ("check_credit", "done"),
+            ("create_sales_order", "done"),
+            ("email", "done"),
+            ("issue_invoice", "done"),
+            ("charge_invoice", "done"),
+        ]
+        invoices = systems.erp.list_invoices(cid, None, 10, None).data
+        assert [(i.id, i.status) for i in invoices] == [(order["invoice_ids"][0], "paid")]
+        key = f"{process_id}:charge:{invoices[0].id}"
+        assert await systems.gateway.charges_for_key(key) == 1
+        assert len(read_index(settings.data_dir)) == 1
         code, _ = await asyncio.to_thread(_stop, worker, 30)
         assert code == 0
     finally:
