@@ -32,7 +32,7 @@ def _worker(settings: Settings) -> int:
     setup_telemetry(settings, "o2c-worker")
     try:
         run_async(run_worker(settings))  # stops gracefully on SIGINT/SIGTERM
-    except KeyboardInterrupt:  # Ctrl-C before it was connected
+    except KeyboardInterrupt:  # Ctrl-C before its signal handlers were installed
         pass
     return 0
 
