@@ -10,7 +10,6 @@ from typing import Any, TypeVar
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -29,14 +28,7 @@ from workflows.contracts.quote_to_order import (
     order_process_id,
     quote_process_id,
 )
-from workflows.operable import (
-    SA_AMOUNT_KEY,
-    SA_ATTENTION_KEY,
-    SA_CLOCK_KEY,
-    SA_CUSTOMER_KEY,
-    SA_STATUS_KEY,
-    SA_TYPE_KEY,
-)
+from workflows.operable import start_attributes
 
 M = TypeVar("M", bound=BaseModel)
 WORKFLOW = "QuoteToOrderWorkflow"
@@ -83,15 +75,13 @@ async def start(
 ) -> None:
     """Start the process and write its first read model, ``first`` (the process writes
     every later version); a retry that finds it already running changes nothing."""
-    pairs: list[SearchAttributePair[Any]] = [
-        SearchAttributePair(SA_TYPE_KEY, "quote_to_order"),
-        SearchAttributePair(SA_STATUS_KEY, first.status),
-        SearchAttributePair(SA_CUSTOMER_KEY, inp.customer_id),
-        SearchAttributePair(SA_ATTENTION_KEY, False),
-        SearchAttributePair(SA_AMOUNT_KEY, float(inp.totals.total)),
-    ]
-    if inp.clock:
-        pairs.append(SearchAttributePair(SA_CLOCK_KEY, inp.clock.clock_id))
+    attributes = start_attributes(
+        "quote_to_order",
+        first.status,
+        inp.customer_id,
+        float(inp.totals.total),
+        inp.clock.clock_id if inp.clock else None,
+    )
     inp = inp.model_copy(update={"first_document_saved": True})
     try:
         await client.start_workflow(
@@ -99,7 +89,7 @@ async def start(
             inp,
             id=inp.process_id,
             task_queue=settings.task_queue,
-            search_attributes=TypedSearchAttributes(pairs),
+            search_attributes=attributes,
         )
     except WorkflowAlreadyStartedError:
         pass

@@ -37,7 +37,7 @@ from typing import Any
 import httpx
 from opentelemetry import trace
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import TypedSearchAttributes
 from temporalio.contrib.opentelemetry import create_tracer_provider
 from temporalio.worker import Worker
 
@@ -47,13 +47,7 @@ from bench.loadclient import LoadClient
 from cli import run_async
 from clients import connect_temporal
 from settings import Settings
-from workflows.operable import (
-    SA_AMOUNT_KEY,
-    SA_ATTENTION_KEY,
-    SA_CUSTOMER_KEY,
-    SA_STATUS_KEY,
-    SA_TYPE_KEY,
-)
+from workflows.operable import start_attributes
 
 # A client polling four times a second: latencies are measured to that resolution.
 POLL_SECONDS = 0.25
@@ -190,16 +184,8 @@ async def run_workflows(
 
 
 def order_attributes(customer_id: str) -> TypedSearchAttributes:
-    """The search attributes the API starts an order's process with."""
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(SA_TYPE_KEY, "quote_to_order"),
-            SearchAttributePair(SA_STATUS_KEY, "received"),
-            SearchAttributePair(SA_CUSTOMER_KEY, customer_id),
-            SearchAttributePair(SA_ATTENTION_KEY, False),
-            SearchAttributePair(SA_AMOUNT_KEY, 11.9),
-        ]
-    )
+    """The search attributes the API starts a service order's process with."""
+    return start_attributes("quote_to_order", "received", customer_id, 11.9)
 
 
 async def measure(

@@ -17,7 +17,13 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
+from temporalio.common import (
+    RetryPolicy,
+    SearchAttributeKey,
+    SearchAttributePair,
+    SearchAttributeUpdate,
+    TypedSearchAttributes,
+)
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
@@ -50,6 +56,29 @@ SA_CUSTOMER_KEY = SearchAttributeKey.for_keyword(SA_CUSTOMER_ID)
 SA_ATTENTION_KEY = SearchAttributeKey.for_bool(SA_NEEDS_ATTENTION)
 SA_AMOUNT_KEY = SearchAttributeKey.for_float(SA_AMOUNT)
 SA_CLOCK_KEY = SearchAttributeKey.for_keyword(SA_TEST_CLOCK)
+
+
+def start_attributes(
+    process_type: ProcessType,
+    status: str,
+    customer_id: str,
+    amount: float | None = None,
+    clock_id: str | None = None,
+) -> TypedSearchAttributes:
+    """The search attributes a process is started with (its starter sets them, which saves
+    the process a visibility write); ``publish_start`` sets them when it was not."""
+    pairs: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(SA_TYPE_KEY, process_type),
+        SearchAttributePair(SA_STATUS_KEY, status),
+        SearchAttributePair(SA_CUSTOMER_KEY, customer_id),
+        SearchAttributePair(SA_ATTENTION_KEY, False),
+    ]
+    if amount is not None:
+        pairs.append(SearchAttributePair(SA_AMOUNT_KEY, amount))
+    if clock_id:
+        pairs.append(SearchAttributePair(SA_CLOCK_KEY, clock_id))
+    return TypedSearchAttributes(pairs)
+
 
 # Technical failures retry with backoff for about a minute before an operator is asked:
 # long enough to ride out a blip, short enough that a real outage shows up quickly.
