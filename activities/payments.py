@@ -14,7 +14,7 @@ from temporalio import activity
 
 from activities.errors import mapped_errors
 from activities.faults import Faults
-from domain.errors import InvoiceNotPayable
+from domain.errors import InvoiceNotPayable, ManualRefundRequired
 from systems.ports import Erp, PaymentGateway
 from systems.records import Invoice
 from workflows.contracts.activities import ChargeInput, ChargeResult, RefundInput, RefundResult
@@ -55,9 +55,21 @@ class PaymentActivities:
     @activity.defn(name="payments.charge_invoice")
     @mapped_errors
     async def charge_invoice(self, inp: ChargeInput) -> ChargeResult:
-        """Charge the invoice's amount due to the default card; record the payment once."""
-        prepared = await asyncio.to_thread(self._prepare_charge, inp)
+        """Charge the invoice's amount due to the default card; record the payment once.
+
+        An invoice that stopped being payable while the charge ran (paid, voided or
+        credited by other means) is refused, and a charge the gateway made for this key
+        goes back to the card: no money stays at the gateway without a payment in the ERP.
+        """
+        try:
+            prepared = await asyncio.to_thread(self._prepare_charge, inp)
+        except InvoiceNotPayable:
+            await self._return_unapplied(inp.key, inp.invoice_id)
+            raise
         if isinstance(prepared, ChargeResult):
+            # Paid: by this key's charge (a retry), or by other means since an earlier
+            # attempt charged and lost its answer.
+            await self._return_unapplied(inp.key, inp.invoice_id)
             return prepared
         invoice, token, delay = prepared
         if delay:
@@ -65,15 +77,21 @@ class PaymentActivities:
         charge_id = await self._gateway.charge(
             inp.key, token, invoice.amount_due, invoice.currency, f"Invoice {invoice.number}"
         )
-        payment = await asyncio.to_thread(
-            self._erp.record_payment,
-            inp.key,
-            invoice.id,
-            invoice.amount_due,
-            "card",
-            charge_id,
-            charge_id,
-        )
+        try:
+            payment = await asyncio.to_thread(
+                self._erp.record_payment,
+                inp.key,
+                invoice.id,
+                invoice.amount_due,
+                "card",
+                charge_id,
+                charge_id,
+            )
+        except InvoiceNotPayable as refused:
+            refunded, _ = await self._return_unapplied(inp.key, inp.invoice_id)
+            raise InvoiceNotPayable(
+                f"{refused.message}; the card charge of {refunded} went back to the card"
+            ) from refused
         return ChargeResult(
             attempt=activity.info().attempt,
             charge_id=charge_id,
@@ -81,20 +99,59 @@ class PaymentActivities:
             amount=payment.amount,
         )
 
+    async def _return_unapplied(self, charge_key: str, invoice_id: str) -> tuple[Decimal, str]:
+        """Refund what the gateway charged under ``charge_key`` if no payment of the
+        invoice holds that charge; returns the amount and the refund id (0 and "" when
+        there is nothing to give back)."""
+        charge = await self._gateway.succeeded_charge(charge_key)
+        if charge is None:
+            return Decimal(0), ""
+        payments = await asyncio.to_thread(self._erp.payments_for_invoice, invoice_id)
+        left = charge.amount - charge.refunded
+        if left <= 0 or any(p.charge_id == charge.charge_id for p in payments):
+            return Decimal(0), ""
+        refund_id = await self._gateway.refund(f"{charge_key}:unapplied", charge.charge_id, left)
+        activity.logger.warning(
+            "charge %s of %s applied to no payment of invoice %s: refunded %s",
+            charge.charge_id,
+            charge.amount,
+            invoice_id,
+            left,
+        )
+        return left, refund_id
+
     @activity.defn(name="payments.refund_invoice")
     @mapped_errors
     async def refund_invoice(self, inp: RefundInput) -> RefundResult:
-        """Refund every card payment of the invoice in full, once per payment."""
+        """Refund every card payment of the invoice in full, once per payment, and a charge
+        made for the invoice that no payment holds (one whose answer a timeout lost).
+
+        Money paid by other means cannot go back by card: while any is left, the step is
+        refused (``manual_refund_required``) so an operator refunds it and skips the step.
+        """
         await self._guard()
         payments = await asyncio.to_thread(self._erp.payments_for_invoice, inp.invoice_id)
         refunded, ids = Decimal(0), list[str]()
+        by_hand: list[str] = []
         for p in payments:
             left = p.amount - p.refunded
-            if p.charge_id is None or left <= 0:
+            if left <= 0:
+                continue
+            if p.charge_id is None:
+                by_hand.append(f"{left} {p.currency} by {p.method} ({p.reference})")
                 continue
             key = f"{inp.key}:{p.id}"
             refund_id = await self._gateway.refund(key, p.charge_id, left)
             await asyncio.to_thread(self._erp.record_refund, key, p.id, left, refund_id)
             refunded += left
             ids.append(refund_id)
+        if inp.charge_key:
+            amount, refund_id = await self._return_unapplied(inp.charge_key, inp.invoice_id)
+            if refund_id:
+                refunded += amount
+                ids.append(refund_id)
+        if by_hand:
+            raise ManualRefundRequired(
+                f"invoice {inp.invoice_id}: refund {', '.join(by_hand)} by hand, then skip"
+            )
         return RefundResult(attempt=activity.info().attempt, refunded=refunded, refund_ids=ids)

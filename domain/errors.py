@@ -92,6 +92,12 @@ class InvoiceNotPayable(DomainError):
     code = "invoice_not_payable"
 
 
+class ManualRefundRequired(DomainError):
+    """Money paid by other means than a card (a bank transfer) must be refunded by hand."""
+
+    code = "manual_refund_required"
+
+
 class MessageRefused(DomainError):
     """The mail server refused a message for good (an SMTP 5xx answer: no such mailbox,
     message rejected): sending it again would be refused again."""

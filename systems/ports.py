@@ -29,6 +29,7 @@ from systems.records import (
     DraftInvoice,
     Fault,
     FaultMode,
+    GatewayCharge,
     Inventory,
     Invoice,
     InvoiceStatus,
@@ -186,6 +187,11 @@ class PaymentGateway(Protocol):
         ...
 
     async def refund(self, key: str, charge_id: str, amount: Decimal) -> str: ...
+    async def succeeded_charge(self, key: str) -> GatewayCharge | None:
+        """The successful charge made for ``key``, if any (a charge whose answer was lost
+        to a timeout is found here)."""
+        ...
+
     async def charges_for_key(self, key: str) -> int:
         """How many charges exist for ``key`` (0 or 1): for audits and tests."""
         ...

@@ -295,6 +295,14 @@ class Payment(BaseModel):
     created_at: datetime
 
 
+class GatewayCharge(BaseModel):
+    """A successful charge as the gateway holds it."""
+
+    charge_id: str
+    amount: Amount
+    refunded: Amount
+
+
 class ChargeView(BaseModel):
     """What a card charge reads, from one transaction: the invoice, the payments already
     applied to it, and the token of the customer's default card (None without one)."""

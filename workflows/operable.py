@@ -348,6 +348,14 @@ class OperableWorkflow:
     def _validate_abort(self, req: AbortRequest) -> None:
         if self._terminal or self._interrupt is not None:
             raise conflict(f"process is {self.status()}: nothing to abort")
+        refusal = self.abort_refusal()
+        if refusal is not None:
+            raise conflict(refusal)
+
+    def abort_refusal(self) -> str | None:
+        """Why the process cannot be aborted now (what it did cannot be compensated), or
+        None; a process overrides it."""
+        return None
 
     def _need_failed_step(self) -> None:
         if self.failed is None or self._action is not None:

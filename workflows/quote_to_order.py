@@ -71,6 +71,7 @@ with workflow.unsafe.imports_passed_through():
 BACKORDER_RECHECK = timedelta(hours=1)
 # Refusals of a charge that leave the invoice open for dunning instead of stopping the order.
 DECLINES = ("card_declined", "invoice_not_payable")
+REFUND_UNAPPLIED_CHARGE = "refund-unapplied-charge"
 CANCELLABLE = ("received", "credit_hold", "backordered", "confirmed", "fulfilling")
 Compensation = tuple[str, Callable[[], Awaitable[object]]]
 
@@ -486,10 +487,16 @@ class QuoteToOrderWorkflow(OperableWorkflow):
                 ),
                 InvoiceResult,
             )
+            refund = RefundInput(key=self._key(f"refund:{invoice_id}"), invoice_id=invoice_id)
+            if self.order is not None and self.order.payment == "card_on_file":
+                # A charge whose answer a timeout lost holds money no payment records: the
+                # refund step gives it back too (new executions; recorded ones replay as run).
+                if workflow.patched(REFUND_UNAPPLIED_CHARGE):
+                    refund.charge_key = self._key(f"charge:{invoice_id}")
             await self.step(
                 f"refund_invoice:{invoice_id}",
                 PaymentActivities.refund_invoice,
-                RefundInput(key=self._key(f"refund:{invoice_id}"), invoice_id=invoice_id),
+                refund,
                 RefundResult,
                 local=False,
             )
@@ -569,6 +576,13 @@ class QuoteToOrderWorkflow(OperableWorkflow):
             raise conflict(f"order is {self.order.status}: it can no longer be cancelled")
         if any(s.status != "pending" for s in self.order.shipments):
             raise conflict("goods have shipped: return them instead of cancelling")
+
+    def abort_refusal(self) -> str | None:
+        if self.order is not None and any(s.status != "pending" for s in self.order.shipments):
+            # Shipped goods cannot be compensated: their invoice stands and their stock has
+            # left. The failed step is retried or skipped; returns are their own process.
+            return "goods have shipped: retry or skip the step instead of aborting"
+        return None
 
     async def _compensate(self, stop: ProcessInterrupted) -> None:
         """Undo completed steps in reverse order, then end as cancelled."""

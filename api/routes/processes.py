@@ -158,7 +158,8 @@ async def skip(
 async def abort(
     process_id: str, body: AbortRequest, _: Operator, client: TemporalDep
 ) -> OperatorAck:
-    """Compensate what the process did and end it."""
+    """Compensate what the process did and end it (409 when what it did cannot be
+    compensated, such as an order whose goods have shipped)."""
     ack: OperatorAck = await client.get_workflow_handle(process_id).execute_update(
         "abort", body, result_type=OperatorAck
     )

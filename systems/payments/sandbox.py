@@ -28,6 +28,7 @@ from domain.money import is_exact
 from systems.db import insert_for, unit_of_work, utcnow
 from systems.ids import new_id
 from systems.payments.tables import AttemptRow, ChargeRow, GatewaySecretRow, RefundRow, TokenRow
+from systems.records import GatewayCharge
 
 BEHAVIOURS = {
     "4242424242424242": "succeeds",
@@ -190,6 +191,18 @@ class SandboxGateway:
             row = RefundRow(key=key, refund_id=new_id("re"), charge_id=charge_id, amount=amount)
             s.add_all([charge, row])
             return row.refund_id
+
+    async def succeeded_charge(self, key: str) -> GatewayCharge | None:
+        def find() -> GatewayCharge | None:
+            with unit_of_work(self._engine, read=True) as s:
+                row = s.get(ChargeRow, key)
+                if row is None or row.status != "succeeded":
+                    return None
+                return GatewayCharge(
+                    charge_id=row.charge_id, amount=row.amount, refunded=row.refunded
+                )
+
+        return await asyncio.to_thread(find)
 
     async def charges_for_key(self, key: str) -> int:
         def count() -> int:

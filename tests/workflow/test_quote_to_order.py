@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 from decimal import Decimal
@@ -327,6 +328,38 @@ async def test_cancel_compensates_stock_invoice_refund_and_erp_order(h: Harness)
     assert cancelled.service_orders[0].status == "cancelled"
     balance = h.erp.trial_balance("EUR")
     assert sum(balance.values(), Decimal(0)) == Decimal(0)
+    # The refund also gives back a charge made under the invoice's charge key that no
+    # payment holds (one whose answer a timeout lost: tests/unit/test_payment_activities.py).
+    refunds = [
+        json.loads(e.activity_task_scheduled_event_attributes.input.payloads[0].data)
+        async for e in handle.fetch_history_events()
+        if e.activity_task_scheduled_event_attributes.activity_type.name
+        == "payments.refund_invoice"
+    ]
+    assert [r["charge_key"] for r in refunds] == [f"{handle.id}:charge:{paid.id}"]
+
+
+async def test_abort_is_refused_once_goods_have_shipped(h: Harness) -> None:
+    """Shipped goods cannot be compensated: their invoice stands and their stock has left."""
+    cid = await _card_customer(h)
+    handle = await h.start(await h.input(cid, WIDGETS, quote=False, payment="card_on_file"))
+    order = await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
+    shipment = order.shipments[0].id
+    await handle.execute_update(
+        "shipment_event", ShipmentEventUpdate(shipment_id=shipment, event="shipped")
+    )
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await handle.execute_update("abort", AbortRequest(reason="carrier lost contact"))
+    assert _conflict(err.value) == "conflict"
+    assert "goods have shipped" in str(err.value.cause)
+    await handle.execute_update(
+        "shipment_event", ShipmentEventUpdate(shipment_id=shipment, event="delivered")
+    )
+    result = (await handle.result()).order
+    assert result is not None and result.status == "completed"
+    invoice = h.erp.get_invoice(result.invoice_ids[0])
+    assert (invoice.status, invoice.amount_credited) == ("paid", Decimal("0"))
+    assert h.erp.inventory("WIDGET-1").reserved == 0
 
 
 async def test_failed_step_needs_attention_then_retry_completes(h: Harness) -> None:

@@ -103,6 +103,8 @@ class ChargeResult(StepResult):
 class RefundInput(BaseModel):
     key: str
     invoice_id: str
+    # The key the invoice was charged with: a charge no payment holds is refunded too.
+    charge_key: str | None = None
 
 
 class RefundResult(StepResult):
