@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Operator, SettingsDep, TemporalDep, Viewer
 from domain.errors import InvalidInput
@@ -89,19 +92,43 @@ async def list_(
     it = client.list_workflows(
         visibility_query(type, status, customer_id), page_size=limit, next_page_token=token
     )
-    await it.fetch_next_page()
+    try:
+        await it.fetch_next_page()
+    except RPCError as exc:
+        if token is not None and exc.status in (
+            RPCStatusCode.INVALID_ARGUMENT,
+            RPCStatusCode.UNKNOWN,
+        ):
+            raise InvalidInput("invalid cursor") from exc
+        raise
     data = [_summary(wf) for wf in it.current_page or []]
     nxt = it.next_page_token
-    return ProcessPage(
-        data=data, next_cursor=base64.urlsafe_b64encode(nxt).decode() if nxt else None
-    )
+    return ProcessPage(data=data, next_cursor=_encode(nxt) if nxt else None)
+
+
+# Visibility's page tokens travel inside an opaque cursor with a check digest, so a cursor
+# this API did not hand out is refused here (422) instead of puzzling Temporal.
+_CURSOR_KEY = b"o2c/processes/cursor"
+_DIGEST = 8
+
+
+def _digest(token: bytes) -> bytes:
+    return hashlib.blake2b(token, digest_size=_DIGEST, key=_CURSOR_KEY).digest()
+
+
+def _encode(token: bytes) -> str:
+    return base64.urlsafe_b64encode(token + _digest(token)).decode().rstrip("=")
 
 
 def _decode(cursor: str) -> bytes:
     try:
-        return base64.urlsafe_b64decode(cursor.encode())
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
     except ValueError as exc:
         raise InvalidInput("invalid cursor") from exc
+    token, digest = raw[:-_DIGEST], raw[-_DIGEST:]
+    if not token or not hmac.compare_digest(digest, _digest(token)):
+        raise InvalidInput("invalid cursor")
+    return token
 
 
 def _summary(wf: Any) -> ProcessSummary:

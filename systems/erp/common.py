@@ -48,9 +48,12 @@ def decode_cursor(cursor: str) -> str:
     if not cursor or not all(c.isalnum() or c in "-_" for c in cursor):
         raise InvalidInput("invalid cursor")
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput("invalid cursor") from exc
+    if not value.isprintable():  # every cursor this API hands out encodes a printable id
+        raise InvalidInput("invalid cursor")
+    return value
 
 
 def page_query(

@@ -256,3 +256,18 @@ def test_an_unreachable_database_is_503_with_retry_after_and_not_ready(
     ready = client.get("/readyz")
     assert ready.status_code == 503 and ready.headers["retry-after"] == "5"
     assert ready.json()["database"].startswith("unavailable")
+
+
+def test_the_nul_character_is_refused_on_every_database(client_any_db: TestClient) -> None:
+    """PostgreSQL cannot store U+0000: refused at the edge (422) on SQLite alike."""
+    client = client_any_db
+    body = assert_problem(client.post("/v1/customers", json={**CUSTOMER, "name": "a\x00b"}), 422)
+    assert body["errors"] == [{"loc": ["body"], "msg": "contains U+0000"}]
+    assert client.get("/v1/customers").json()["data"] == []
+    assert_problem(client.post("/v1/products", json={**PRODUCT, "tags": {"k\x00": 1}}), 422)
+    assert_problem(client.get("/v1/customers/cus_%00x"), 422)
+    assert_problem(client.get("/v1/invoices", params={"customer_id": "a\x00b"}), 422)
+    assert_problem(client.get("/v1/customers", params={"cursor": "AA"}), 422)  # decodes to NUL
+    # A backslash-u sequence that is text, not NUL, passes.
+    r = client.post("/v1/customers", json={**CUSTOMER, "name": "Back\\u0000slash Ltd"})
+    assert r.status_code == 201 and r.json()["name"] == "Back\\u0000slash Ltd"

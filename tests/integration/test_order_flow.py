@@ -243,3 +243,26 @@ async def test_an_order_is_readable_at_once_and_runs_when_a_worker_arrives(stack
             )
     assert [s["name"] for s in done["steps"]][:2] == ["check_credit", "create_sales_order"]
     assert done["total"] == placed["total"] == "357.00"
+
+
+async def test_processes_page_with_cursors_and_refuse_one_not_handed_out(stack: Stack) -> None:
+    cid = await _setup(stack)
+    for _ in range(3):
+        assert (await stack.http.post("/v1/orders", json=service_order(cid, "invoice"))).is_success
+    await stack.poll(f"/v1/processes?customer_id={cid}", lambda b: len(b["data"]) == 3)
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"customer_id": cid, "limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        page = (await stack.http.get("/v1/processes", params=params)).json()
+        seen += [p["process_id"] for p in page["data"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+        tampered = cursor[:-3] + ("AAA" if cursor[-3:] != "AAA" else "BBB")
+        for bad in (tampered, "AAAA", "%%%"):
+            r = await stack.http.get("/v1/processes", params={**params, "cursor": bad})
+            assert r.status_code == 422, (bad, r.text)
+    assert len(seen) == len(set(seen)) == 3

@@ -1,0 +1,86 @@
+"""Input no system of record can hold is refused at the edge: the NUL character.
+
+PostgreSQL cannot store U+0000 in text and fails the statement; SQLite would store it.
+Rather than a 500 on one database and a silent success on the other, a request whose path,
+query or JSON body carries a NUL is answered 422 before any route sees it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import unquote_plus
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import problem
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _body_has_nul(body: bytes) -> bool:
+    if b"\x00" in body:
+        return True
+    if b"\\u0000" not in body:  # the only JSON spelling of NUL inside a string
+        return False
+    try:
+        return _has_nul(json.loads(body))
+    except ValueError:
+        return False  # not JSON: the route's own parsing answers it
+
+
+class RefuseNul:
+    """ASGI middleware: 422 for a NUL in the path, the query string or a JSON body."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        query = unquote_plus(scope.get("query_string", b"").decode("latin-1"))
+        if "\x00" in scope["path"] or "\x00" in query:
+            await self._refuse(scope, receive, send, "path" if "\x00" in scope["path"] else "query")
+            return
+        if scope["method"] not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        messages: list[Message] = []
+        body = b""
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        if _body_has_nul(body):
+            await self._refuse(scope, receive, send, "body")
+            return
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send, where: str) -> None:
+        response = problem(
+            422,
+            "text may not contain the NUL character (U+0000)",
+            "invalid_input",
+            errors=[{"loc": [where], "msg": "contains U+0000"}],
+        )
+        await response(scope, receive, send)
