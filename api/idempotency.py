@@ -1,7 +1,9 @@
 """``Idempotency-Key`` for every creating POST, in one place.
 
 The first response to (caller, method, path, key) is stored with a hash of the body; the
-same key with the same body answers that response again, with another body 409. Routes
+same key with the same body answers that response again, with another body 409. A
+duplicate that arrives while the first request still runs waits for its answer (409 if it
+takes longer than ten seconds); a key longer than 255 characters is invalid input (422). Routes
 that start a process also get a *seed* derived from the key, so the new resource's id —
 and its workflow id — is the same on a retry, and two concurrent retries collide on the
 workflow id instead of starting two processes.
@@ -9,9 +11,12 @@ workflow id instead of starting two processes.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from fastapi import Request, Response
@@ -20,26 +25,37 @@ from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel
 
 from api.deps import Principal
-from domain.errors import Conflict
+from domain.errors import Conflict, InvalidInput
 from systems.ids import new_id, prefixed
 from systems.ports import Erp
+from systems.records import IDEMPOTENCY_PENDING as PENDING
 
 MAX_KEY = 255
+# A request holding a key this long without answering is taken to have died with its
+# process: a retry may take the key over.
+STALE_CLAIM = timedelta(seconds=60)
+# How long a duplicate waits for the request under way with the same key before answering
+# 409 (retry later) instead of the first response.
+WAIT_FOR_FIRST = 10.0
+POLL = 0.05
 Handler = Callable[[Callable[[str], str]], Awaitable[BaseModel | dict[str, Any]]]
 
 
 async def idempotent(
     request: Request, who: Principal, erp: Erp, status: int, handler: Handler
 ) -> Response:
-    """Run ``handler(make_id)`` once per Idempotency-Key; ``make_id(prefix)`` gives ids."""
+    """Run ``handler(make_id)`` once per Idempotency-Key; ``make_id(prefix)`` gives ids.
+
+    The key is claimed before the handler runs, so concurrent duplicates wait for the first
+    one's answer instead of running again; a handler that fails gives the key back."""
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return _json(status, await handler(new_id))
     if not 1 <= len(key) <= MAX_KEY:
-        raise Conflict(f"Idempotency-Key must be 1 to {MAX_KEY} characters")
+        raise InvalidInput(f"Idempotency-Key must be 1 to {MAX_KEY} characters")
     scope = f"{who.key_id}:{request.method}:{request.url.path}"
-    digest = hashlib.sha256(await request.body()).hexdigest()
-    stored = await run_in_threadpool(erp.idempotency_get, scope, key)
+    digest = _request_hash(await request.body())
+    stored = await _claim(erp, scope, key, digest)
     if stored is not None:
         return _replay(stored, digest)
     seed = hashlib.sha256(f"{scope}:{key}".encode()).hexdigest()
@@ -47,11 +63,42 @@ async def idempotent(
     def make_id(prefix: str) -> str:
         return prefixed(prefix, hashlib.sha256(f"{seed}:{prefix}".encode()).hexdigest())
 
-    response = _json(status, await handler(make_id))
+    try:
+        response = _json(status, await handler(make_id))
+    except BaseException:
+        await run_in_threadpool(erp.idempotency_release, scope, key)
+        raise
     stored = await run_in_threadpool(
-        erp.idempotency_put, scope, key, digest, status, bytes(response.body).decode()
+        erp.idempotency_complete, scope, key, status, bytes(response.body).decode()
     )
     return _replay(stored, digest)
+
+
+async def _claim(erp: Erp, scope: str, key: str, digest: str) -> tuple[str, int, str] | None:
+    """None once this request holds the key, else the first request's stored answer."""
+    deadline = time.monotonic() + WAIT_FOR_FIRST
+    while True:
+        stored = await run_in_threadpool(erp.idempotency_claim, scope, key, digest, STALE_CLAIM)
+        if stored is None or stored[1] != PENDING or stored[0] != digest:
+            return stored  # held, answered, or another body (409 in _replay)
+        while stored is not None and stored[1] == PENDING:
+            if time.monotonic() > deadline:
+                raise Conflict("a request with this Idempotency-Key is still under way; retry")
+            await asyncio.sleep(POLL)
+            stored = await run_in_threadpool(erp.idempotency_get, scope, key)
+        if stored is not None:
+            return stored
+        # The first request failed and gave the key back: claim it for this one.
+
+
+def _request_hash(body: bytes) -> str:
+    """The body's hash, of its JSON in one canonical spelling (key order and whitespace do
+    not make another request)."""
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"))
+    except ValueError:
+        return hashlib.sha256(body).hexdigest()
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _replay(stored: tuple[str, int, str], digest: str) -> Response:

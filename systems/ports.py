@@ -13,7 +13,7 @@ gateway and notifier are asynchronous network systems.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -140,7 +140,9 @@ class Erp(Protocol):
     def list_documents(self, kind: str, customer_id: str) -> list[dict[str, Any]]: ...
 
     # platform: api keys, idempotency records, test clocks, sandbox faults
-    def create_api_key(self, name: str, role: Role) -> tuple[ApiKey, str]: ...
+    def create_api_key(
+        self, name: str, role: Role, *, key_id: str | None = None, secret: str | None = None
+    ) -> tuple[ApiKey, str]: ...
     def authenticate(self, secret: str) -> ApiKey | None: ...
     def idempotency_get(self, scope: str, key: str) -> tuple[str, int, str] | None:
         """(request hash, status code, response body) stored under (scope, key)."""
@@ -150,6 +152,24 @@ class Erp(Protocol):
         self, scope: str, key: str, request_hash: str, status: int, body: str
     ) -> tuple[str, int, str]:
         """Store once; returns what is stored (the first writer wins)."""
+        ...
+
+    def idempotency_claim(
+        self, scope: str, key: str, request_hash: str, stale_after: timedelta
+    ) -> tuple[str, int, str] | None:
+        """Claim (scope, key) for a request about to run: None when the caller now holds
+        it, else what is stored — status 0 while the holder's request is still under way.
+        A claim older than ``stale_after`` (its holder died) is taken over."""
+        ...
+
+    def idempotency_complete(
+        self, scope: str, key: str, status: int, body: str
+    ) -> tuple[str, int, str]:
+        """Store the answer of the request that holds the claim; returns what is stored."""
+        ...
+
+    def idempotency_release(self, scope: str, key: str) -> None:
+        """Give up a claim whose request failed: the key may be used again."""
         ...
 
     def create_clock(self, frozen_time: datetime) -> TestClock: ...

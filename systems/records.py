@@ -295,6 +295,10 @@ class Payment(BaseModel):
     created_at: datetime
 
 
+# The status of an idempotency record whose request is still under way.
+IDEMPOTENCY_PENDING = 0
+
+
 class GatewayCharge(BaseModel):
     """A successful charge as the gateway holds it."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -80,15 +81,20 @@ def get_inventory(sku: str, _: Viewer, erp: ErpDep) -> Inventory:
 
 @router.post("/inventory/{sku}/adjustments", response_model=Inventory)
 async def adjust_inventory(
-    sku: str, body: InventoryAdjustment, _: Admin, state: StateDep
-) -> Inventory:
-    """Adjust stock on hand; orders waiting for this SKU re-check availability."""
+    sku: str, body: InventoryAdjustment, request: Request, who: Admin, state: StateDep
+) -> Response:
+    """Adjust stock on hand (once per ``Idempotency-Key``); orders waiting for this SKU
+    re-check availability."""
     erp = state.systems.erp
-    stock = await run_in_threadpool(erp.adjust_inventory, sku, body.delta, body.reason)
-    if body.delta > 0:
-        waiting = await run_in_threadpool(erp.take_backorders, sku)
-        await _wake(state, waiting)
-    return stock
+
+    async def adjust(_: Callable[[str], str]) -> Inventory:
+        stock = await run_in_threadpool(erp.adjust_inventory, sku, body.delta, body.reason)
+        if body.delta > 0:
+            waiting = await run_in_threadpool(erp.take_backorders, sku)
+            await _wake(state, waiting)
+        return stock
+
+    return await idempotent(request, who, erp, 200, adjust)
 
 
 async def _wake(state: StateDep, process_ids: list[str]) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -19,6 +19,7 @@ from systems.db import insert_for, read_connection, unit_of_work, utcnow, write_
 from systems.erp.common import ErpBase, require
 from systems.erp.tables import ApiKeyRow, ClockRow, DocumentRow, FaultRow, IdempotencyRow
 from systems.ids import new_id
+from systems.records import IDEMPOTENCY_PENDING as PENDING
 from systems.records import ApiKey, Fault, FaultMode, Role, SystemName, TestClock
 
 SYSTEMS: tuple[SystemName, ...] = ("erp", "payments", "notifications")
@@ -90,16 +91,36 @@ class PlatformMixin(ErpBase):
             ).all()
             return [dict(r.body or {}) for r in rows]
 
-    def create_api_key(self, name: str, role: Role) -> tuple[ApiKey, str]:
-        """A new key; only its hash is stored, the secret is returned once."""
-        secret = f"o2c_{role}_{secrets.token_urlsafe(24)}"
+    def create_api_key(
+        self, name: str, role: Role, *, key_id: str | None = None, secret: str | None = None
+    ) -> tuple[ApiKey, str]:
+        """A new key; only its hash is stored, the secret is returned once.
+
+        A caller that retries gives the same ``key_id`` and ``secret`` (derived from its
+        request): the key made by the first call is answered, or ``Conflict`` when that one
+        was made with another name or role."""
+        secret = secret or f"o2c_{role}_{secrets.token_urlsafe(24)}"
         row = ApiKeyRow(
-            id=new_id("key"), name=name, role=role, prefix=secret[:12], secret_hash=_hash(secret)
+            id=key_id or new_id("key"),
+            name=name,
+            role=role,
+            prefix=secret[:12],
+            secret_hash=_hash(secret),
         )
-        with unit_of_work(self._engine) as s:
-            s.add(row)
-            s.flush()
-            return ApiKey.model_validate(row, from_attributes=True), secret
+        try:
+            with unit_of_work(self._engine) as s:
+                s.add(row)
+                s.flush()
+                return ApiKey.model_validate(row, from_attributes=True), secret
+        except IntegrityError:
+            if key_id is None:
+                raise
+        with unit_of_work(self._engine, read=True) as s:
+            found = require(s, ApiKeyRow, key_id, "api key")
+            same = (found.name, found.role) == (name, role)
+            if not same or not hmac.compare_digest(found.secret_hash, row.secret_hash):
+                raise Conflict(f"api key {key_id} was created with another name or role")
+            return ApiKey.model_validate(found, from_attributes=True), secret
 
     def authenticate(self, secret: str) -> ApiKey | None:
         digest = _hash(secret)
@@ -129,6 +150,46 @@ class PlatformMixin(ErpBase):
             stored = self.idempotency_get(scope, key)
             assert stored is not None
             return stored
+
+    def idempotency_claim(
+        self, scope: str, key: str, request_hash: str, stale_after: timedelta
+    ) -> tuple[str, int, str] | None:
+        try:
+            with unit_of_work(self._engine) as s:
+                row = s.get(IdempotencyRow, (scope, key), with_for_update=True)
+                if row is None:
+                    s.add(
+                        IdempotencyRow(
+                            scope=scope, key=key, request_hash=request_hash, status=0, body=""
+                        )
+                    )
+                    return None
+                now = utcnow()
+                if row.status == PENDING and row.created_at < now - stale_after:
+                    row.request_hash, row.created_at = request_hash, now
+                    s.add(row)
+                    return None
+                return row.request_hash, row.status, row.body
+        except IntegrityError:  # a concurrent claim of the same key won
+            stored = self.idempotency_get(scope, key)
+            assert stored is not None
+            return stored
+
+    def idempotency_complete(
+        self, scope: str, key: str, status: int, body: str
+    ) -> tuple[str, int, str]:
+        with unit_of_work(self._engine) as s:
+            row = require(s, IdempotencyRow, (scope, key), "idempotency key", lock=True)
+            if row.status == PENDING:
+                row.status, row.body = status, body
+                s.add(row)
+            return row.request_hash, row.status, row.body
+
+    def idempotency_release(self, scope: str, key: str) -> None:
+        with unit_of_work(self._engine) as s:
+            row = s.get(IdempotencyRow, (scope, key), with_for_update=True)
+            if row is not None and row.status == PENDING:
+                s.delete(row)
 
     def create_clock(self, frozen_time: datetime) -> TestClock:
         with unit_of_work(self._engine) as s:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +111,64 @@ def test_idempotency_key_replays_the_first_answer_and_refuses_another_body(
     assert len(client.get("/v1/customers").json()["data"]) == 1
     other = client.post("/v1/customers", json={**CUSTOMER, "name": "Other"}, headers=h)
     assert_problem(other, 409)
+    # The same JSON spelled another way (key order, spacing) is the same request.
+    respelled = json.dumps(dict(reversed(list(CUSTOMER.items()))), indent=2)
+    r = client.post(
+        "/v1/customers", content=respelled, headers={**h, "Content-Type": "application/json"}
+    )
+    assert r.status_code == 201 and r.json()["id"] == first.json()["id"]
+    assert_problem(
+        client.post("/v1/customers", json=CUSTOMER, headers={"Idempotency-Key": "k" * 256}), 422
+    )
+
+
+def test_concurrent_duplicates_with_one_idempotency_key_create_once(
+    client_any_db: TestClient,
+) -> None:
+    client = client_any_db
+    barrier, answers = threading.Barrier(8), []
+
+    def post() -> None:
+        barrier.wait()
+        answers.append(
+            client.post("/v1/customers", json=CUSTOMER, headers={"Idempotency-Key": "dup"})
+        )
+
+    threads = [threading.Thread(target=post) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.status_code for r in answers) == [201] * 8
+    assert len({r.json()["id"] for r in answers}) == 1
+    assert len(client.get("/v1/customers").json()["data"]) == 1
+
+
+def test_a_request_that_failed_gives_its_idempotency_key_back(client: TestClient) -> None:
+    h = {"Idempotency-Key": "restock-1"}
+    adjust = {"delta": 5, "reason": "delivery"}
+    assert_problem(client.post("/v1/inventory/WIDGET-1/adjustments", json=adjust, headers=h), 404)
+    client.post("/v1/products", json=PRODUCT)  # 10 in stock
+    first = client.post("/v1/inventory/WIDGET-1/adjustments", json=adjust, headers=h)
+    again = client.post("/v1/inventory/WIDGET-1/adjustments", json=adjust, headers=h)
+    assert first.status_code == again.status_code == 200
+    assert first.json() == again.json() and first.json()["on_hand"] == 15
+    assert client.get("/v1/inventory/WIDGET-1").json()["on_hand"] == 15
+
+
+def test_an_api_key_created_twice_with_one_idempotency_key_is_one_key(client: TestClient) -> None:
+    h = {"Idempotency-Key": "ci-key"}
+    body = {"name": "ci", "role": "viewer"}
+    first = client.post("/v1/api-keys", json=body, headers=h)
+    again = client.post("/v1/api-keys", json=body, headers=h)
+    assert first.status_code == again.status_code == 201
+    assert first.json() == again.json()
+    secret = first.json()["key"]
+    r = client.get("/v1/customers", headers={"Authorization": f"Bearer {secret}"})
+    assert r.status_code == 200
+    assert_problem(client.post("/v1/api-keys", json={**body, "role": "admin"}, headers=h), 409)
+    other = client.post("/v1/api-keys", json=body, headers={"Idempotency-Key": "ci-key-2"})
+    assert other.json()["id"] != first.json()["id"] and other.json()["key"] != secret
 
 
 def test_quote_when_temporal_is_down_is_503_with_retry_after(client: TestClient) -> None:

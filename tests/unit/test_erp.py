@@ -259,6 +259,21 @@ def test_idempotency_records_keep_the_first_writer(erp: EmbeddedErp) -> None:
     assert erp.idempotency_get("s", "k") == ("h1", 201, "one")
 
 
+def test_an_idempotency_claim_is_held_answered_released_or_taken_over(erp: EmbeddedErp) -> None:
+    long, now = timedelta(minutes=1), timedelta(0)
+    assert erp.idempotency_claim("s", "k", "h1", long) is None  # held by this caller
+    assert erp.idempotency_claim("s", "k", "h1", long) == ("h1", 0, "")  # under way
+    assert erp.idempotency_claim("s", "k", "h2", now) is None  # stale: taken over
+    assert erp.idempotency_complete("s", "k", 201, "one") == ("h2", 201, "one")
+    assert erp.idempotency_claim("s", "k", "h2", now) == ("h2", 201, "one")  # answered
+    assert erp.idempotency_complete("s", "k", 500, "late") == ("h2", 201, "one")
+    assert erp.idempotency_claim("s", "r", "h", long) is None
+    erp.idempotency_release("s", "r")
+    assert erp.idempotency_get("s", "r") is None
+    erp.idempotency_release("s", "k")  # an answered key is never given back
+    assert erp.idempotency_get("s", "k") == ("h2", 201, "one")
+
+
 def test_clocks_move_forward_only_and_faults_default_to_ok(erp: EmbeddedErp) -> None:
     clk = erp.create_clock(datetime(2026, 1, 1, tzinfo=UTC))
     moved = erp.advance_clock(clk.id, datetime(2026, 2, 1, tzinfo=UTC))
