@@ -13,6 +13,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.deps import TemporalProvider
 from api.routes.customers import customer_today
 from domain.errors import NotFound
 from settings import Settings
@@ -35,38 +36,56 @@ WORKFLOW = "QuoteToOrderWorkflow"
 
 
 def _price(
-    erp: Erp, customer_id: str, lines: list[LineRequest], discount: Decimal, approval: Decimal
+    erp: Erp,
+    customer_id: str,
+    lines: list[LineRequest],
+    discount: Decimal,
+    approval: Decimal,
+    partner_id: str | None,
 ) -> tuple[PricedRequest, datetime, ClockRef | None]:
-    priced = price_request(erp, customer_id, lines, discount, approval)
+    priced = price_request(erp, customer_id, lines, discount, approval, partner_id)
     now = customer_today(erp, priced.customer)
     clock_id = priced.customer.test_clock_id
     return priced, now, ClockRef(clock_id=clock_id, frozen_time=now) if clock_id else None
 
 
 async def price(
-    erp: Erp, settings: Settings, customer_id: str, lines: list[LineRequest], discount: Decimal
+    erp: Erp,
+    settings: Settings,
+    customer_id: str,
+    lines: list[LineRequest],
+    discount: Decimal,
+    partner_id: str | None = None,
 ) -> tuple[PricedRequest, datetime, ClockRef | None]:
     """Price a new process's lines and find the time it starts at (the customer's test
     clock's, if it has one) — bad input is refused here, before anything runs."""
     return await run_in_threadpool(
-        _price, erp, customer_id, lines, discount, settings.approval_discount
+        _price, erp, customer_id, lines, discount, settings.approval_discount, partner_id
     )
 
 
 def _price_order(
-    erp: Erp, customer_id: str, lines: list[LineRequest], approval: Decimal
+    erp: Erp,
+    customer_id: str,
+    lines: list[LineRequest],
+    approval: Decimal,
+    partner_id: str | None,
 ) -> tuple[PricedRequest, datetime, ClockRef | None, CustomerSnapshot]:
-    priced, now, clock = _price(erp, customer_id, lines, Decimal(0), approval)
+    priced, now, clock = _price(erp, customer_id, lines, Decimal(0), approval, partner_id)
     return priced, now, clock, credit_snapshot(erp, priced.customer.id, now.date())
 
 
 async def price_order(
-    erp: Erp, settings: Settings, customer_id: str, lines: list[LineRequest]
+    erp: Erp,
+    settings: Settings,
+    customer_id: str,
+    lines: list[LineRequest],
+    partner_id: str | None = None,
 ) -> tuple[PricedRequest, datetime, ClockRef | None, CustomerSnapshot]:
     """Price an order placed directly, and read the credit position its credit check
     decides on, at the moment it is placed (one trip to a thread)."""
     return await run_in_threadpool(
-        _price_order, erp, customer_id, lines, settings.approval_discount
+        _price_order, erp, customer_id, lines, settings.approval_discount, partner_id
     )
 
 
@@ -130,7 +149,7 @@ async def _live(client: Client, kind: str, doc_id: str, process_id: str, model: 
 
 
 async def read(
-    client: Client, erp: Erp, kind: str, doc_id: str, process_id: str, model: type[M]
+    temporal: TemporalProvider, erp: Erp, kind: str, doc_id: str, process_id: str, model: type[M]
 ) -> M:
     """The process's read model, written at every status change, else its live answer.
 
@@ -138,7 +157,7 @@ async def read(
     body = await _document(erp, kind, doc_id)
     if body is not None:
         return model.model_validate(body)
-    return await _live(client, kind, doc_id, process_id, model)
+    return await _live(await temporal.get(), kind, doc_id, process_id, model)
 
 
 async def quote_handle(client: Client, quote_id: str) -> WorkflowHandle[Any, Any]:
@@ -151,9 +170,9 @@ async def order_process(erp: Erp, order_id: str) -> str:
     return str(doc["process_id"]) if doc is not None else order_process_id(order_id)
 
 
-async def read_quote(client: Client, erp: Erp, quote_id: str) -> Quote:
-    return await read(client, erp, "quote", quote_id, quote_process_id(quote_id), Quote)
+async def read_quote(temporal: TemporalProvider, erp: Erp, quote_id: str) -> Quote:
+    return await read(temporal, erp, "quote", quote_id, quote_process_id(quote_id), Quote)
 
 
-async def read_order(client: Client, erp: Erp, order_id: str) -> Order:
-    return await read(client, erp, "order", order_id, order_process_id(order_id), Order)
+async def read_order(temporal: TemporalProvider, erp: Erp, order_id: str) -> Order:
+    return await read(temporal, erp, "order", order_id, order_process_id(order_id), Order)

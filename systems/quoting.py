@@ -42,10 +42,14 @@ def price_request(
     lines: list[LineRequest],
     discount_pct: Decimal,
     approval_discount: Decimal,
+    partner_id: str | None = None,
 ) -> PricedRequest:
     """Price ``lines`` from the customer's price book, then list prices; apply discount and
-    the customer's tax rate. Raises ``NotFound`` / ``InvalidInput`` for unknown items."""
+    the customer's tax rate. Raises ``NotFound`` / ``InvalidInput`` for unknown items (and
+    an unknown ``partner_id``)."""
     customer = erp.get_customer(customer_id)
+    if partner_id is not None:
+        erp.get_partner(partner_id)
     catalog = erp.catalog_lines(customer_id, [(x.sku, x.plan_code) for x in lines])
     priced = [
         price_line(item, req.quantity, customer.currency)

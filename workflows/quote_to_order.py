@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.erp import ErpActivities
@@ -544,7 +545,11 @@ class QuoteToOrderWorkflow(OperableWorkflow):
             raise conflict("no order has been placed yet")
         shipment = next((s for s in self.order.shipments if s.id == event.shipment_id), None)
         if shipment is None:
-            raise conflict(f"order {self.order.id} has no shipment {event.shipment_id}")
+            raise ApplicationError(
+                f"order {self.order.id} has no shipment {event.shipment_id}",
+                type="not_found",
+                non_retryable=True,
+            )
         if self.order.status not in ("confirmed", "fulfilling", "needs_attention"):
             # Carrier events may arrive while the order still invoices its services; they
             # queue and are acted on in order.

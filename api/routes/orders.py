@@ -24,15 +24,14 @@ router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
 
 @router.post("", status_code=201, response_model=Order)
-async def create(
-    body: OrderCreate, request: Request, who: ClientRole, state: StateDep, client: TemporalDep
-) -> Response:
-    """Place an order without a quote (list or price-book prices)."""
+async def create(body: OrderCreate, request: Request, who: ClientRole, state: StateDep) -> Response:
+    """Place an order without a quote (list or price-book prices); bad input is refused
+    before Temporal is needed."""
     erp, settings = state.systems.erp, state.settings
 
     async def start(make_id: Callable[[str], str]) -> Order:
         priced, now, clock, credit = await process.price_order(
-            erp, settings, body.customer_id, body.lines
+            erp, settings, body.customer_id, body.lines, body.partner_id
         )
         inp = process_input(
             priced,
@@ -45,16 +44,17 @@ async def create(
             credit=credit,
         )
         order = initial_order(inp, body.payment, now)
-        await process.start(client, erp, settings, inp, order)
+        await process.start(await state.temporal.get(), erp, settings, inp, order)
         return order
 
     return await idempotent(request, who, erp, 201, start)
 
 
 @router.get("/{order_id}", response_model=Order)
-async def get(order_id: str, _: Viewer, erp: ErpDep, client: TemporalDep) -> Order:
-    """An order, live: status, steps, shipments, invoices."""
-    return await process.read_order(client, erp, order_id)
+async def get(order_id: str, _: Viewer, state: StateDep) -> Order:
+    """An order, live: status, steps, shipments, invoices (from its read model, so it
+    answers while Temporal is unreachable)."""
+    return await process.read_order(state.temporal, state.systems.erp, order_id)
 
 
 async def _update(

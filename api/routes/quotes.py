@@ -24,15 +24,14 @@ router = APIRouter(prefix="/v1/quotes", tags=["quotes"])
 
 
 @router.post("", status_code=201, response_model=Quote)
-async def create(
-    body: QuoteCreate, request: Request, who: ClientRole, state: StateDep, client: TemporalDep
-) -> Response:
-    """Price a quote and start its process (approval when the discount needs it)."""
+async def create(body: QuoteCreate, request: Request, who: ClientRole, state: StateDep) -> Response:
+    """Price a quote and start its process (approval when the discount needs it); bad input
+    is refused before Temporal is needed."""
     erp, settings = state.systems.erp, state.settings
 
     async def start(make_id: Callable[[str], str]) -> Quote:
         priced, now, clock = await process.price(
-            erp, settings, body.customer_id, body.lines, body.discount_pct
+            erp, settings, body.customer_id, body.lines, body.discount_pct, body.partner_id
         )
         inp = process_input(
             priced,
@@ -45,17 +44,17 @@ async def create(
             channel=body.channel,
         )
         quote = initial_quote(inp)
-        await process.start(client, erp, settings, inp, quote)
+        await process.start(await state.temporal.get(), erp, settings, inp, quote)
         return quote
 
     return await idempotent(request, who, erp, 201, start)
 
 
 @router.get("/{quote_id}", response_model=Quote)
-async def get(quote_id: str, _: Viewer, state: StateDep, client: TemporalDep) -> Quote:
+async def get(quote_id: str, _: Viewer, state: StateDep) -> Quote:
     """A quote, live."""
     try:
-        return await process.read_quote(client, state.systems.erp, quote_id)
+        return await process.read_quote(state.temporal, state.systems.erp, quote_id)
     except NotFound:
         raise NotFound("quote", quote_id) from None
 

@@ -182,6 +182,17 @@ def test_quote_when_temporal_is_down_is_503_with_retry_after(client: TestClient)
     assert client.get("/v1/inventory/WIDGET-1").json()["reserved"] == 0
 
 
+def test_a_quote_or_order_naming_an_unknown_partner_is_404(client: TestClient) -> None:
+    cid = client.post("/v1/customers", json=CUSTOMER).json()["id"]
+    client.post("/v1/products", json=PRODUCT)
+    line = [{"sku": "WIDGET-1", "quantity": 1}]
+    quote = {"customer_id": cid, "lines": line, "partner_id": "prt_nope"}
+    assert "prt_nope" in assert_problem(client.post("/v1/quotes", json=quote), 404)["detail"]
+    order = {**quote, "payment": "invoice"}
+    assert_problem(client.post("/v1/orders", json=order), 404)
+    assert client.get("/v1/inventory/WIDGET-1").json()["reserved"] == 0
+
+
 def test_card_is_tokenised_and_its_number_never_stored_or_echoed(
     client: TestClient, tmp_path: Any
 ) -> None:

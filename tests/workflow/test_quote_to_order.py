@@ -345,6 +345,11 @@ async def test_abort_is_refused_once_goods_have_shipped(h: Harness) -> None:
     handle = await h.start(await h.input(cid, WIDGETS, quote=False, payment="card_on_file"))
     order = await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
     shipment = order.shipments[0].id
+    with pytest.raises(WorkflowUpdateFailedError) as unknown:
+        await handle.execute_update(
+            "shipment_event", ShipmentEventUpdate(shipment_id="shp_nope", event="shipped")
+        )
+    assert _conflict(unknown.value) == "not_found"  # the API answers 404
     await handle.execute_update(
         "shipment_event", ShipmentEventUpdate(shipment_id=shipment, event="shipped")
     )
