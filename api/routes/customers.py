@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from api.deps import Admin, ClientRole, ErpDep, StateDep, Viewer
 from api.idempotency import idempotent
 from domain.errors import InvalidInput
+from domain.money import quantize
 from systems.ports import Erp
 from systems.records import (
     Account,
@@ -96,7 +97,7 @@ def overview(customer_id: str, _: Viewer, erp: ErpDep) -> Overview:
         subscriptions=erp.list_documents("subscription", c.id),
         payments=payments,
         disputes=[],
-        lifetime_value=format(ltv, "f"),
+        lifetime_value=format(quantize(ltv, c.currency), "f"),
     )
 
 

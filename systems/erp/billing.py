@@ -309,7 +309,7 @@ class BillingMixin(ErpBase):
             found = s.exec(select(PaymentRow).where(PaymentRow.key == key)).first()
             if found is not None:
                 return _payment(found)
-            exact(amount, inv.currency, "amount")
+            amount = exact(amount, inv.currency, "amount")
             due = inv.total - inv.amount_paid - inv.amount_credited
             if inv.status != "open":
                 raise InvoiceNotPayable(f"invoice {inv.number} is {inv.status}")
@@ -362,7 +362,7 @@ class BillingMixin(ErpBase):
             found = s.exec(select(CreditNoteRow).where(CreditNoteRow.key == key)).first()
             if found is not None:
                 return CreditNote.model_validate(found, from_attributes=True)
-            exact(amount, inv.currency, "amount")
+            amount = exact(amount, inv.currency, "amount")
             if inv.status == "void" or amount <= 0 or amount > inv.total - inv.amount_credited:
                 raise Conflict(f"cannot credit {amount} on {inv.number}")
             row = CreditNoteRow(

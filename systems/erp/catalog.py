@@ -114,7 +114,8 @@ def _plan(row: PlanRow) -> Plan:
 
 class CatalogMixin(ErpBase):
     def create_customer(self, data: CustomerCreate) -> Customer:
-        exact(data.credit_limit, data.currency, "credit_limit")
+        limit = exact(data.credit_limit, data.currency, "credit_limit")
+        data = data.model_copy(update={"credit_limit": limit})
         with unit_of_work(self._engine) as s:
             if data.partner_id is not None:
                 require(s, PartnerRow, data.partner_id, "partner")
@@ -155,17 +156,18 @@ class CatalogMixin(ErpBase):
         customer's book at a time: the customer row is locked)."""
         with unit_of_work(self._engine) as s:
             c = require(s, CustomerRow, customer_id, "customer", lock=True)
+            prices = []
             for item in items:
                 currency = self._item_currency(s, item)
                 if currency != c.currency:
                     raise CurrencyMismatch(c.currency, currency)
-                exact(item.unit_price, c.currency, "unit_price")
+                prices.append(exact(item.unit_price, c.currency, "unit_price"))
             for old in s.exec(select(PriceRow).where(PriceRow.customer_id == customer_id)):
                 s.delete(old)
             s.flush()
-            for item in items:
+            for item, price in zip(items, prices, strict=True):
                 key = f"sku:{item.sku}" if item.sku else f"plan:{item.plan_code}"
-                s.add(PriceRow(customer_id=customer_id, item=key, unit_price=item.unit_price))
+                s.add(PriceRow(customer_id=customer_id, item=key, unit_price=price))
         return self.get_prices(customer_id)
 
     @staticmethod
@@ -208,7 +210,8 @@ class CatalogMixin(ErpBase):
             return PaymentMethod.model_validate(row, from_attributes=True)
 
     def create_product(self, data: ProductCreate) -> Product:
-        exact(data.unit_price, data.currency, "unit_price")
+        price = exact(data.unit_price, data.currency, "unit_price")
+        data = data.model_copy(update={"unit_price": price})
         row = ProductRow(id=new_id("prd"), **data.model_dump(exclude={"stock"}))
         try:
             with unit_of_work(self._engine) as s:
@@ -225,14 +228,14 @@ class CatalogMixin(ErpBase):
             return _product(require(s, ProductRow, sku, "product"))
 
     def create_plan(self, data: PlanCreate) -> Plan:
-        exact(data.price, data.currency, "price")
+        price = exact(data.price, data.currency, "price")
         row = PlanRow(
             id=new_id("pln"),
             code=data.code,
             name=data.name,
             currency=data.currency,
             interval=data.interval,
-            price=data.price,
+            price=price,
             trial_days=data.trial_days,
             usage=[u.model_dump(mode="json") for u in data.usage],
         )

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, select
 
 from domain.errors import InvalidInput, NotFound
-from domain.money import is_exact
+from domain.money import is_exact, quantize
 
 R = TypeVar("R", bound=SQLModel)
 MAX_LIMIT = 100
@@ -34,10 +34,11 @@ def require(session: Session, model: type[R], key: Any, kind: str, *, lock: bool
 
 
 def exact(amount: Decimal, currency: str, what: str) -> Decimal:
-    """Refuse an amount with digits below the currency's minor unit."""
+    """Refuse an amount with digits below the currency's minor unit; return it written to
+    exactly that unit ("1000" and "1E+3" EUR are kept as 1000.00)."""
     if not is_exact(amount, currency):
         raise InvalidInput(f"{what} {amount} has more decimals than {currency} allows")
-    return amount
+    return quantize(amount, currency)
 
 
 def encode_cursor(value: str) -> str:

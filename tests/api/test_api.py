@@ -342,3 +342,29 @@ def test_the_nul_character_is_refused_on_every_database(client_any_db: TestClien
     # A backslash-u sequence that is text, not NUL, passes.
     r = client.post("/v1/customers", json={**CUSTOMER, "name": "Back\\u0000slash Ltd"})
     assert r.status_code == 201 and r.json()["name"] == "Back\\u0000slash Ltd"
+
+
+def test_amounts_are_kept_to_the_currencys_minor_unit(client_any_db: TestClient) -> None:
+    """API.md: amounts are decimal strings exact to the currency's minor unit."""
+    client = client_any_db
+    for limit in ("1000", "1E+3", "1000.0"):
+        r = client.post("/v1/customers", json={**CUSTOMER, "credit_limit": limit})
+        assert r.status_code == 201 and r.json()["credit_limit"] == "1000.00", limit
+    cid = r.json()["id"]
+    r = client.post("/v1/products", json={**PRODUCT, "unit_price": "19.900"})
+    assert r.json()["unit_price"] == "19.90"
+    assert client.get("/v1/products/WIDGET-1").json()["unit_price"] == "19.90"
+    yen = {**PRODUCT, "sku": "YEN-1", "currency": "JPY", "unit_price": "100.00"}
+    assert client.post("/v1/products", json=yen).json()["unit_price"] == "100"
+    assert_problem(
+        client.post("/v1/products", json={**yen, "sku": "YEN-2", "unit_price": "1.5"}), 422
+    )
+    plan = {"code": "PRO", "name": "Pro", "currency": "EUR", "interval": "month", "price": "10"}
+    assert client.post("/v1/plans", json=plan).json()["price"] == "10.00"
+    items = {"items": [{"sku": "WIDGET-1", "unit_price": "5"}]}
+    assert (
+        client.put(f"/v1/customers/{cid}/prices", json=items).json()["items"][0]["unit_price"]
+        == "5.00"
+    )
+    overview = client.get(f"/v1/customers/{cid}/overview").json()
+    assert overview["lifetime_value"] == "0.00"
