@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import Admin, ErpDep, StateDep, TemporalDep, sandbox_only
+from api.deps import Admin, ErpDep, StateDep, sandbox_only
 from api.errors import TemporalUnavailable
 from api.idempotency import MAX_KEY, idempotent
 from domain.errors import InvalidInput
@@ -106,20 +106,22 @@ async def advance_clock(
 ) -> TestClock:
     """Move the clock forward; every process of its customers acts on what fell due.
 
-    When Temporal is unreachable the clock still moves (503); reading it later re-sends the
-    time to every process that has not caught up."""
+    When Temporal is unreachable the clock still moves (503); the same advance retried
+    answers the clock and re-sends its time, as reading it later does for every process
+    that has not caught up."""
     clock = await run_in_threadpool(state.systems.erp.advance_clock, clock_id, body.frozen_time)
     await _signal_all(await state.temporal.get(), clock, only_behind=False)
     return clock
 
 
 @router.get("/v1/test-clocks/{clock_id}", response_model=TestClock)
-async def get_clock(
-    clock_id: str, _: Admin, _s: Sandbox, erp: ErpDep, client: TemporalDep
-) -> TestClock:
+async def get_clock(clock_id: str, _: Admin, _s: Sandbox, state: StateDep) -> TestClock:
     """The clock; ``ready`` once every process on it has acted on all that is due."""
+    erp = state.systems.erp
     clock = await run_in_threadpool(erp.get_clock, clock_id)
-    if clock.status == "advancing" and await _signal_all(client, clock, only_behind=True):
+    if clock.status == "advancing" and await _signal_all(
+        await state.temporal.get(), clock, only_behind=True
+    ):
         clock = await run_in_threadpool(erp.mark_clock_ready, clock_id, clock.frozen_time)
     return clock
 

@@ -205,10 +205,13 @@ class PlatformMixin(ErpBase):
             )
 
     def advance_clock(self, clock_id: str, frozen_time: datetime) -> TestClock:
-        """Move the clock forward (never back) and mark it advancing."""
+        """Move the clock forward (never back) and mark it advancing. An advance to the
+        time the clock already reads is a retry: the clock is answered as it is."""
         with unit_of_work(self._engine) as s:
             row = require(s, ClockRow, clock_id, "test clock", lock=True)
-            if frozen_time <= row.frozen_time:
+            if frozen_time == row.frozen_time:
+                return TestClock.model_validate(row, from_attributes=True)
+            if frozen_time < row.frozen_time:
                 raise Conflict(f"test clock is at {row.frozen_time.isoformat()}: only forward")
             row.frozen_time, row.status = frozen_time, "advancing"
             s.add(row)

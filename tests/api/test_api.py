@@ -245,6 +245,11 @@ def test_test_clocks_move_only_forward_and_faults_switch(client: TestClient) -> 
         f"/v1/test-clocks/{clk}/advance", json={"frozen_time": "2025-01-01T00:00:00Z"}
     )
     assert_problem(back, 409)
+    # Temporal is unreachable here: the clock moves, the answer is 503, and the advance
+    # retried as told (Retry-After) is the same request again, not a move backwards.
+    forward = {"frozen_time": "2026-02-01T00:00:00Z"}
+    for _ in range(2):
+        assert_problem(client.post(f"/v1/test-clocks/{clk}/advance", json=forward), 503)
     # Times carry their offset and are kept in UTC; a naive or unreachable one is refused.
     r = client.post("/v1/test-clocks", json={"frozen_time": "2026-01-02T01:00:00+01:00"})
     assert r.status_code == 201 and r.json()["frozen_time"].startswith("2026-01-02T00:00:00")

@@ -181,6 +181,10 @@ async def test_quote_on_a_test_clock_expires_when_the_clock_passes_validity(stac
     )
     assert r.status_code == 200 and r.json()["status"] == "advancing"
     await stack.poll(f"/v1/test-clocks/{clock['id']}", lambda c: c["status"] == "ready")
+    again = await http.post(
+        f"/v1/test-clocks/{clock['id']}/advance", json={"frozen_time": "2026-01-12T00:00:00Z"}
+    )
+    assert again.status_code == 200 and again.json()["status"] == "ready"  # a retry
     quote = (await http.get(f"/v1/quotes/{quote['id']}")).json()
     assert quote["status"] == "expired"
     r = await http.post(

@@ -280,6 +280,7 @@ def test_clocks_move_forward_only_and_faults_default_to_ok(erp: EmbeddedErp) -> 
     assert moved.status == "advancing" and moved.frozen_time == datetime(2026, 2, 1, tzinfo=UTC)
     with pytest.raises(Conflict):
         erp.advance_clock(clk.id, datetime(2026, 1, 15, tzinfo=UTC))
+    assert erp.advance_clock(clk.id, datetime(2026, 2, 1, tzinfo=UTC)) == moved  # a retry
     erp.set_fault("erp", "slow")
     assert {f.system: f.mode for f in erp.faults()} == {
         "erp": "slow",
