@@ -365,6 +365,13 @@ class TestClockCreate(Strict):
         f"years {CLOCK_YEARS[0]}–{CLOCK_YEARS[1]}"
     )
 
+    @field_validator("frozen_time", mode="before")
+    @classmethod
+    def _rfc3339(cls, value: object) -> object:
+        if not isinstance(value, str | datetime):  # not a number of seconds
+            raise ValueError("must be an RFC 3339 time with its offset")
+        return value
+
     @field_validator("frozen_time")
     @classmethod
     def _in_utc(cls, value: datetime) -> datetime:

@@ -93,7 +93,7 @@ async def release(
 
 @router.post("/{order_id}/cancel", response_model=Order)
 async def cancel(
-    order_id: str, body: CancelRequest, _: ClientRole, erp: ErpDep, client: TemporalDep
+    order_id: str, body: CancelRequest, _: Operator, erp: ErpDep, client: TemporalDep
 ) -> Order:
-    """Cancel the order; what was done is compensated."""
+    """Cancel the order; what was done is compensated (operator)."""
     return await _update(client, erp, order_id, "cancel", body)

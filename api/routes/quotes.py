@@ -66,15 +66,19 @@ async def _update(client: TemporalDep, quote_id: str, name: str, body: object) -
 
 
 @router.post("/{quote_id}/approve", response_model=Quote)
-async def approve(quote_id: str, body: NoteRequest, _: Operator, client: TemporalDep) -> Quote:
+async def approve(
+    quote_id: str, _: Operator, client: TemporalDep, body: NoteRequest | None = None
+) -> Quote:
     """Approve the quote's discount (operator)."""
-    return await _update(client, quote_id, "approve", body)
+    return await _update(client, quote_id, "approve", body or NoteRequest())
 
 
 @router.post("/{quote_id}/reject", response_model=Quote)
-async def reject(quote_id: str, body: NoteRequest, _: Operator, client: TemporalDep) -> Quote:
+async def reject(
+    quote_id: str, _: Operator, client: TemporalDep, body: NoteRequest | None = None
+) -> Quote:
     """Reject the quote (operator)."""
-    return await _update(client, quote_id, "reject", body)
+    return await _update(client, quote_id, "reject", body or NoteRequest())
 
 
 @router.post("/{quote_id}/accept", response_model=Quote)
@@ -84,6 +88,8 @@ async def accept(quote_id: str, body: AcceptRequest, _: ClientRole, client: Temp
 
 
 @router.post("/{quote_id}/decline", response_model=Quote)
-async def decline(quote_id: str, body: DeclineRequest, _: ClientRole, client: TemporalDep) -> Quote:
+async def decline(
+    quote_id: str, _: ClientRole, client: TemporalDep, body: DeclineRequest | None = None
+) -> Quote:
     """Decline the quote."""
-    return await _update(client, quote_id, "decline", body)
+    return await _update(client, quote_id, "decline", body or DeclineRequest())

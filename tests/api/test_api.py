@@ -55,6 +55,16 @@ def test_roles_include_the_ones_below_and_refuse_the_ones_above(client: TestClie
     assert "admin" in body["detail"]
     assert_problem(client.post("/v1/products", json=PRODUCT, headers=operator), 403)
     assert client.post("/v1/customers", json=CUSTOMER).status_code == 201
+    # API.md: cancel is an operator's action, declining a quote a client's; a decline,
+    # approval or rejection needs no body (Temporal is unreachable here: 503 past both).
+    client_key = {"Authorization": f"Bearer {key(client, 'client')}"}
+    cancel = {"reason": "duplicate"}
+    r = client.post("/v1/orders/ord_x/cancel", json=cancel, headers=client_key)
+    assert "operator" in assert_problem(r, 403)["detail"]
+    assert_problem(client.post("/v1/orders/ord_x/cancel", json=cancel, headers=operator), 503)
+    assert_problem(client.post("/v1/quotes/quo_x/decline", headers=client_key), 503)
+    for action in ("approve", "reject"):
+        assert_problem(client.post(f"/v1/quotes/quo_x/{action}", headers=operator), 503)
 
 
 def test_unknown_ids_and_routes_are_404_problems(client: TestClient) -> None:
@@ -253,6 +263,7 @@ def test_test_clocks_move_only_forward_and_faults_switch(client: TestClient) -> 
     # Times carry their offset and are kept in UTC; a naive or unreachable one is refused.
     r = client.post("/v1/test-clocks", json={"frozen_time": "2026-01-02T01:00:00+01:00"})
     assert r.status_code == 201 and r.json()["frozen_time"].startswith("2026-01-02T00:00:00")
+    assert_problem(client.post("/v1/test-clocks", json={"frozen_time": 1700000000}), 422)
     for bad in ("2026-03-01T00:00:00", "0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-05:00"):
         assert_problem(client.post("/v1/test-clocks", json={"frozen_time": bad}), 422)
         assert_problem(
