@@ -11,7 +11,7 @@ from fastapi.routing import APIRoute
 from fastapi.telemetry import TelemetryConfig
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-from api import errors
+from api import errors, openapi
 from api.deps import AppState, TemporalProvider
 from api.guard import RefuseNul
 from api.metrics import Metrics, MetricsMiddleware
@@ -62,6 +62,7 @@ def create_app(settings: Settings, systems: Systems, temporal: TemporalProvider)
     app.add_middleware(RefuseNul)  # inside the metrics: refusals are counted too
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     errors.install(app)
+    openapi.install(app)
     for module in (customers, catalog, quotes, orders, invoices, processes, platform, console):
         app.include_router(module.router)
     if settings.tracing:

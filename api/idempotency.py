@@ -31,6 +31,19 @@ from systems.ports import Erp
 from systems.records import IDEMPOTENCY_PENDING as PENDING
 
 MAX_KEY = 255
+# The header as the OpenAPI document declares it on every creating POST (``openapi_extra``).
+IDEMPOTENT: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY},
+            "description": "The same key with the same body answers the first response "
+            "again (nothing is created twice); with another body, 409.",
+        }
+    ]
+}
 # A request holding a key this long without answering is taken to have died with its
 # process: a retry may take the key over.
 STALE_CLAIM = timedelta(seconds=60)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 from domain.errors import CurrencyMismatch, InvalidAmount, UnknownCurrency
 
@@ -123,6 +123,7 @@ Amount = Annotated[
     Decimal,
     BeforeValidator(_validate_decimal),
     PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "decimal", "examples": ["1234.50"]}),
 ]
 
 

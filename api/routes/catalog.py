@@ -11,7 +11,7 @@ from temporalio.service import RPCError
 
 from api.deps import Admin, ErpDep, StateDep, Viewer
 from api.errors import TemporalUnavailable
-from api.idempotency import idempotent
+from api.idempotency import IDEMPOTENT, idempotent
 from systems.records import (
     Inventory,
     InventoryAdjustment,
@@ -27,7 +27,7 @@ router = APIRouter(prefix="/v1", tags=["catalog"])
 log = logging.getLogger("o2c.api")
 
 
-@router.post("/products", status_code=201, response_model=Product)
+@router.post("/products", status_code=201, response_model=Product, openapi_extra=IDEMPOTENT)
 async def create_product(
     body: ProductCreate, request: Request, who: Admin, erp: ErpDep
 ) -> Response:
@@ -43,7 +43,7 @@ def get_product(sku: str, _: Viewer, erp: ErpDep) -> Product:
     return erp.get_product(sku)
 
 
-@router.post("/plans", status_code=201, response_model=Plan)
+@router.post("/plans", status_code=201, response_model=Plan, openapi_extra=IDEMPOTENT)
 async def create_plan(body: PlanCreate, request: Request, who: Admin, erp: ErpDep) -> Response:
     """Create a subscription plan with its usage charges."""
     return await idempotent(
@@ -57,7 +57,7 @@ def get_plan(code: str, _: Viewer, erp: ErpDep) -> Plan:
     return erp.get_plan(code)
 
 
-@router.post("/partners", status_code=201, response_model=Partner)
+@router.post("/partners", status_code=201, response_model=Partner, openapi_extra=IDEMPOTENT)
 async def create_partner(
     body: PartnerCreate, request: Request, who: Admin, erp: ErpDep
 ) -> Response:
@@ -79,7 +79,7 @@ def get_inventory(sku: str, _: Viewer, erp: ErpDep) -> Inventory:
     return erp.inventory(sku)
 
 
-@router.post("/inventory/{sku}/adjustments", response_model=Inventory)
+@router.post("/inventory/{sku}/adjustments", response_model=Inventory, openapi_extra=IDEMPOTENT)
 async def adjust_inventory(
     sku: str, body: InventoryAdjustment, request: Request, who: Admin, state: StateDep
 ) -> Response:

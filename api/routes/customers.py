@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from api.deps import Admin, ClientRole, ErpDep, StateDep, Viewer
-from api.idempotency import idempotent
+from api.idempotency import IDEMPOTENT, idempotent
 from domain.errors import InvalidInput
 from domain.money import quantize
 from systems.ports import Erp
@@ -59,7 +59,7 @@ def _with_account(erp: Erp, customer_id: str) -> Customer:
     return c.model_copy(update={"account": erp.account(c.id, customer_today(erp, c).date())})
 
 
-@router.post("", status_code=201, response_model=Customer)
+@router.post("", status_code=201, response_model=Customer, openapi_extra=IDEMPOTENT)
 async def create(body: CustomerCreate, request: Request, who: Admin, erp: ErpDep) -> Response:
     """Create a customer."""
     return await idempotent(
@@ -101,7 +101,12 @@ def overview(customer_id: str, _: Viewer, erp: ErpDep) -> Overview:
     )
 
 
-@router.post("/{customer_id}/payment-methods", status_code=201, response_model=PaymentMethodPublic)
+@router.post(
+    "/{customer_id}/payment-methods",
+    status_code=201,
+    response_model=PaymentMethodPublic,
+    openapi_extra=IDEMPOTENT,
+)
 async def add_payment_method(
     customer_id: str,
     body: PaymentMethodCreate,

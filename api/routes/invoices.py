@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ClientRole, ErpDep, Viewer
-from api.idempotency import idempotent
+from api.idempotency import IDEMPOTENT, idempotent
 from domain.money import Amount
 from systems.records import Invoice, InvoiceStatus, Page, Payment, PaymentMethodKind
 
@@ -43,7 +43,9 @@ def get(invoice_id: str, _: Viewer, erp: ErpDep) -> Invoice:
     return erp.get_invoice(invoice_id)
 
 
-@router.post("/{invoice_id}/payments", status_code=201, response_model=Payment)
+@router.post(
+    "/{invoice_id}/payments", status_code=201, response_model=Payment, openapi_extra=IDEMPOTENT
+)
 async def record_payment(
     invoice_id: str, body: PaymentCreate, request: Request, who: ClientRole, erp: ErpDep
 ) -> Response:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 
 from api import process
 from api.deps import ClientRole, ErpDep, Operator, StateDep, TemporalDep, Viewer
-from api.idempotency import idempotent
+from api.idempotency import IDEMPOTENT, idempotent
 from systems.quoting import process_input
 from workflows.contracts.quote_to_order import (
     CancelRequest,
@@ -23,7 +23,7 @@ from workflows.contracts.quote_to_order import (
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
 
-@router.post("", status_code=201, response_model=Order)
+@router.post("", status_code=201, response_model=Order, openapi_extra=IDEMPOTENT)
 async def create(body: OrderCreate, request: Request, who: ClientRole, state: StateDep) -> Response:
     """Place an order without a quote (list or price-book prices); bad input is refused
     before Temporal is needed."""

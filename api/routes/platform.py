@@ -18,7 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Admin, ErpDep, StateDep, sandbox_only
 from api.errors import TemporalUnavailable
-from api.idempotency import MAX_KEY, idempotent
+from api.idempotency import IDEMPOTENT, MAX_KEY, idempotent
 from domain.errors import InvalidInput
 from systems.ids import prefixed
 from systems.records import Fault, FaultSet, Role, TestClock, TestClockCreate
@@ -42,7 +42,7 @@ class KeyCreated(BaseModel):
     key: str
 
 
-@router.post("/v1/api-keys", status_code=201, response_model=KeyCreated)
+@router.post("/v1/api-keys", status_code=201, response_model=KeyCreated, openapi_extra=IDEMPOTENT)
 async def create_key(body: KeyCreate, request: Request, who: Admin, erp: ErpDep) -> KeyCreated:
     """Create an API key; the secret is shown once.
 
@@ -67,7 +67,7 @@ async def create_key(body: KeyCreate, request: Request, who: Admin, erp: ErpDep)
     return KeyCreated(id=record.id, name=record.name, role=record.role, key=secret)
 
 
-@router.post("/v1/test-clocks", status_code=201, response_model=TestClock)
+@router.post("/v1/test-clocks", status_code=201, response_model=TestClock, openapi_extra=IDEMPOTENT)
 async def create_clock(
     body: TestClockCreate, request: Request, who: Admin, _s: Sandbox, erp: ErpDep
 ) -> Response:

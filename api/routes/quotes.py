@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 
 from api import process
 from api.deps import ClientRole, Operator, StateDep, TemporalDep, Viewer
-from api.idempotency import idempotent
+from api.idempotency import IDEMPOTENT, idempotent
 from domain.errors import NotFound
 from systems.quoting import process_input
 from workflows.contracts.quote_to_order import (
@@ -23,7 +23,7 @@ from workflows.contracts.quote_to_order import (
 router = APIRouter(prefix="/v1/quotes", tags=["quotes"])
 
 
-@router.post("", status_code=201, response_model=Quote)
+@router.post("", status_code=201, response_model=Quote, openapi_extra=IDEMPOTENT)
 async def create(body: QuoteCreate, request: Request, who: ClientRole, state: StateDep) -> Response:
     """Price a quote and start its process (approval when the discount needs it); bad input
     is refused before Temporal is needed."""

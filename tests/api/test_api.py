@@ -384,3 +384,32 @@ def test_amounts_are_kept_to_the_currencys_minor_unit(client_any_db: TestClient)
     )
     overview = client.get(f"/v1/customers/{cid}/overview").json()
     assert overview["lifetime_value"] == "0.00"
+
+
+def test_the_openapi_document_says_what_the_api_does(client: TestClient) -> None:
+    """API.md: the served document must agree with the conventions."""
+    doc = client.get("/openapi.json").json()
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    problem = {"$ref": "#/components/schemas/Problem"}
+    creating = 0
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            params = op.get("parameters", [])
+            assert not any(p["name"].lower() == "authorization" for p in params), path
+            for status, answer in op["responses"].items():
+                if status >= "400":
+                    assert answer["content"] == {"application/problem+json": {"schema": problem}}
+            if path.startswith("/v1/"):
+                assert op["security"] == [{"bearer": []}], (method, path)
+                assert {"401", "403", "503"} <= set(op["responses"]), (method, path)
+            if method == "post" and "201" in op["responses"]:
+                creating += 1
+                assert any(p["name"] == "Idempotency-Key" for p in params), path
+    assert creating >= 10
+    assert "security" not in doc["paths"]["/healthz"]["get"]
+    limit = doc["components"]["schemas"]["CustomerCreate"]["properties"]["credit_limit"]
+    assert limit["type"] == "string"  # never a float
+    # An answer to invalid input matches the document's Problem.
+    body = assert_problem(client.post("/v1/customers", json={"name": 1}), 422)
+    assert set(body) <= set(doc["components"]["schemas"]["Problem"]["properties"])
+    assert client.get("/docs").status_code == 200
