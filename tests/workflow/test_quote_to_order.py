@@ -339,6 +339,31 @@ async def test_cancel_compensates_stock_invoice_refund_and_erp_order(h: Harness)
     assert [r["charge_key"] for r in refunds] == [f"{handle.id}:charge:{paid.id}"]
 
 
+async def test_money_paid_by_transfer_asks_an_operator_while_compensating(h: Harness) -> None:
+    cid = await _card_customer(h)
+    handle = await h.start(await h.input(cid, SETUP + WIDGETS, quote=False, payment="invoice"))
+    order = await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
+    invoice = h.erp.get_invoice(order.invoice_ids[0])
+    h.erp.record_payment("bank:wire-7", invoice.id, Decimal("10.00"), "bank_transfer", "wire-7")
+    await h.update_accepted(handle, "cancel", CancelRequest(reason="customer changed plans"))
+    waiting = await h.until(handle, "order", Order, lambda o: o.failed_step is not None)
+    assert waiting.status == "needs_attention"
+    assert waiting.failed_step is not None
+    assert waiting.failed_step.name == f"refund_invoice:{invoice.id}"
+    assert "manual_refund_required" in waiting.failed_step.error
+    assert "10.00 EUR by bank_transfer (wire-7)" in waiting.failed_step.error
+    with pytest.raises(WorkflowUpdateFailedError):  # compensation is under way: no abort
+        await handle.execute_update("abort", AbortRequest(reason="give up"))
+    # The operator refunds the transfer by hand, then skips the step.
+    await h.update_accepted(handle, "skip", SkipRequest(result={"refunded": "10.00"}))
+    result = (await handle.result()).order
+    assert result is not None and result.status == "cancelled"
+    steps = {s.name: s.status for s in result.steps}
+    assert steps[f"refund_invoice:{invoice.id}"] == "skipped"
+    assert steps["cancel_sales_order"] == "done"
+    assert h.erp.inventory("WIDGET-1").reserved == 0
+
+
 async def test_abort_is_refused_once_goods_have_shipped(h: Harness) -> None:
     """Shipped goods cannot be compensated: their invoice stands and their stock has left."""
     cid = await _card_customer(h)
