@@ -20,7 +20,7 @@ from settings import Settings
 from systems.ports import Erp
 from systems.quoting import PricedRequest, credit_snapshot, price_request
 from workflows.contracts.activities import CustomerSnapshot
-from workflows.contracts.common import ClockRef
+from workflows.contracts.common import ClockAdvance, ClockRef
 from workflows.contracts.quote_to_order import (
     LineRequest,
     Order,
@@ -125,6 +125,18 @@ async def start(
             only_new=True,
         )
     )
+    if inp.clock is not None:
+        await _catch_up(client, erp, inp.process_id, inp.clock)
+
+
+async def _catch_up(client: Client, erp: Erp, process_id: str, started: ClockRef) -> None:
+    """An advance of the clock between reading its time and starting the process reached
+    every process but this one: send it the time it missed."""
+    clock = await run_in_threadpool(erp.get_clock, started.clock_id)
+    if clock.frozen_time > started.frozen_time:
+        await client.get_workflow_handle(process_id).signal(
+            "advance_clock", ClockAdvance(frozen_time=clock.frozen_time)
+        )
 
 
 async def _document(erp: Erp, kind: str, doc_id: str) -> dict[str, Any] | None:

@@ -241,7 +241,9 @@ class OperableWorkflow:
             entry.error,
             extra={"customer_id": self.customer_id},
         )
-        await workflow.wait_condition(
+        # Through the clock: a process waiting for an operator has acted on all it can, so
+        # on a test clock it counts as settled (the clock can turn ready).
+        await self.clock.wait(
             lambda: (
                 self._action is not None or (self._interrupt is not None and not self._compensating)
             )

@@ -73,6 +73,8 @@ BACKORDER_RECHECK = timedelta(hours=1)
 # Refusals of a charge that leave the invoice open for dunning instead of stopping the order.
 DECLINES = ("card_declined", "invoice_not_payable")
 REFUND_UNAPPLIED_CHARGE = "refund-unapplied-charge"
+FULFIL_QUEUED_EVENTS = "fulfil-queued-events"
+RECHECK_AFTER_BACKORDER = "recheck-stock-after-backorder"
 CANCELLABLE = ("received", "credit_hold", "backordered", "confirmed", "fulfilling")
 Compensation = tuple[str, Callable[[], Awaitable[object]]]
 
@@ -322,6 +324,9 @@ class QuoteToOrderWorkflow(OperableWorkflow):
     async def _reserve_stock(self, split: OrderSplit) -> None:
         assert self.order is not None
         need = split.stock_needed
+        skus = sorted(need)
+        registered = False
+        recheck: bool | None = None
         while True:
             try:
                 await self.step(
@@ -333,10 +338,23 @@ class QuoteToOrderWorkflow(OperableWorkflow):
                 )
                 break
             except BusinessFailure:
-                await self._wait_for_stock(sorted(need))
+                if recheck is None:
+                    recheck = workflow.patched(RECHECK_AFTER_BACKORDER)
+                if not recheck:
+                    await self._register_backorder(skus)
+                    await self._await_stock()
+                elif not registered:
+                    # Stock that arrived between the refusal and the registration woke
+                    # nobody: once registered, the order looks again before it waits.
+                    await self._register_backorder(skus)
+                    registered = True
+                else:
+                    await self._await_stock()
+                    registered = False  # a wake-up takes the registration with it
         self._undo.append(("reserve_stock", self._release_stock))
 
-    async def _wait_for_stock(self, skus: list[str]) -> None:
+    async def _register_backorder(self, skus: list[str]) -> None:
+        """Be told (signal ``stock_changed``) when any of ``skus`` is restocked."""
         assert self.order is not None
         self._stock_changed = False
         await self.step(
@@ -347,6 +365,8 @@ class QuoteToOrderWorkflow(OperableWorkflow):
         )
         if self.order.status != "backordered":
             await self._set_status("backordered")
+
+    async def _await_stock(self) -> None:
         await self.wait(lambda: self._stock_changed, self.clock.now() + BACKORDER_RECHECK)
 
     @workflow.signal
@@ -431,7 +451,9 @@ class QuoteToOrderWorkflow(OperableWorkflow):
 
     # --- invoices and payment ---------------------------------------------------------------
 
-    async def _invoice(self, lines: list[PricedLine], label: str) -> None:
+    async def _invoice(self, lines: list[PricedLine], label: str) -> str | None:
+        """Issue (and, paying by card, charge) an invoice of ``lines``: its id, or None when
+        an operator skipped the step and nothing was issued."""
         assert self.order is not None and self._customer is not None
         draft = assemble_order_invoice(
             customer_id=self.customer_id,
@@ -452,11 +474,12 @@ class QuoteToOrderWorkflow(OperableWorkflow):
             InvoiceResult,
         )
         if not inv.invoice_id:  # skipped by an operator: nothing was issued
-            return
+            return None
         self.order.invoice_ids.append(inv.invoice_id)
         self._undo.append((f"issue_invoice:{label}", self._reverser(inv.invoice_id)))
         if self.order.payment == "card_on_file":
             await self._charge(inv)
+        return inv.invoice_id
 
     async def _charge(self, inv: InvoiceResult) -> None:
         try:
@@ -508,7 +531,13 @@ class QuoteToOrderWorkflow(OperableWorkflow):
 
     async def _fulfil(self) -> None:
         assert self.order is not None
-        while any(s.status != "delivered" for s in self.order.shipments):
+        # The carrier's events are acted on in order, even when all of them arrived before
+        # this loop (the Update marks a shipment delivered at once; its "shipped" still
+        # has to commit stock and invoice).
+        queued = workflow.patched(FULFIL_QUEUED_EVENTS)
+        while (queued and self._events) or any(
+            s.status != "delivered" for s in self.order.shipments
+        ):
             await self.wait(lambda: bool(self._events))
             event = self._events.pop(0)
             shipment = next(s for s in self.order.shipments if s.id == event.shipment_id)
@@ -525,8 +554,7 @@ class QuoteToOrderWorkflow(OperableWorkflow):
         self._undo = [u for u in self._undo if u[0] != "reserve_stock"]
         skus = {x.sku for x in shipment.lines}
         lines = [x for x in self.order.lines if x.kind == "physical" and x.sku in skus]
-        await self._invoice(lines, f"shipment:{shipment.id}")
-        shipment.invoice_id = self.order.invoice_ids[-1] if self.order.invoice_ids else None
+        shipment.invoice_id = await self._invoice(lines, f"shipment:{shipment.id}")
 
     @workflow.update
     async def shipment_event(self, event: ShipmentEventUpdate) -> Order:
@@ -550,6 +578,8 @@ class QuoteToOrderWorkflow(OperableWorkflow):
                 type="not_found",
                 non_retryable=True,
             )
+        if self._interrupt is not None or self._compensating:
+            raise conflict(f"order {self.order.id} is being cancelled: shipments cannot move")
         if self.order.status not in ("confirmed", "fulfilling", "needs_attention"):
             # Carrier events may arrive while the order still invoices its services; they
             # queue and are acted on in order.

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from pathlib import Path
 
 from temporalio.client import WorkflowHistory
@@ -25,6 +26,7 @@ from settings import Settings
 from systems.db import create_schema, make_engine
 from systems.erp.embedded import EmbeddedErp
 from systems.payments.sandbox import SandboxGateway
+from systems.records import ProductCreate
 from systems.registry import Systems
 from tests.conftest import binary
 from tests.factories import add_card, catalog, customer
@@ -33,6 +35,7 @@ from tests.workflow.conftest import Harness
 from worker import build_worker
 from workflows.contracts.quote_to_order import (
     AcceptRequest,
+    CancelRequest,
     NoteRequest,
     Order,
     ShipmentEventUpdate,
@@ -113,11 +116,52 @@ async def _order_with_credit_at_placement(h: Harness, cid: str) -> WorkflowHisto
     return await handle.fetch_history()
 
 
+async def _backordered_order(h: Harness, cid: str) -> WorkflowHistory:
+    """An order beyond the stock: backordered until a restock's signal."""
+    h.erp.create_product(
+        ProductCreate(
+            sku="BOLT-9",
+            name="Bolt",
+            kind="physical",
+            unit_price=Decimal("1.50"),
+            currency="EUR",
+            stock=0,
+        )
+    )
+    inp = await h.input(cid, [{"sku": "BOLT-9", "quantity": 5}], quote=False, payment="invoice")
+    handle = await h.start(inp)
+    await h.until(handle, "order", Order, lambda o: o.status == "backordered")
+    h.erp.adjust_inventory("BOLT-9", 10, "delivery")
+    assert h.erp.take_backorders("BOLT-9") == [handle.id]
+    await handle.signal("stock_changed")
+    order = await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
+    sid = order.shipments[0].id
+    for event in ("shipped", "delivered"):
+        await handle.execute_update(
+            "shipment_event",
+            ShipmentEventUpdate(shipment_id=sid, event=event),
+        )
+    await handle.result()
+    return await handle.fetch_history()
+
+
+async def _cancelled_card_order(h: Harness, cid: str) -> WorkflowHistory:
+    """A paid card order cancelled while it waits for the carrier: compensation refunds."""
+    lines = [{"sku": "SETUP", "quantity": 1}, {"sku": "WIDGET-1", "quantity": 1}]
+    handle = await h.start(await h.input(cid, lines, quote=False, payment="card_on_file"))
+    await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
+    await h.update_accepted(handle, "cancel", CancelRequest(reason="duplicate"))
+    await handle.result()
+    return await handle.fetch_history()
+
+
 SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[WorkflowHistory]]] = {
     "q2o-approved-quote-card": _approved_quote,
     "q2o-shipped-order-invoice": _shipped_order,
     "q2o-api-started-card-order": _api_started_card_order,
     "q2o-order-credit-at-placement": _order_with_credit_at_placement,
+    "q2o-backordered-order": _backordered_order,
+    "q2o-cancelled-card-order": _cancelled_card_order,
 }
 
 
