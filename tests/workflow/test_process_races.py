@@ -11,10 +11,18 @@ from datetime import timedelta
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
+from api import process
+from settings import Settings
 from tests.factories import add_card, catalog, customer
 from tests.workflow.conftest import START, Harness
 from workflows.contracts.common import ClockAdvance, ClockRef, ClockStatus, SkipRequest
-from workflows.contracts.quote_to_order import CancelRequest, Order, ShipmentEventUpdate
+from workflows.contracts.quote_to_order import (
+    CancelRequest,
+    Order,
+    QuoteToOrderResult,
+    ShipmentEventUpdate,
+    initial_order,
+)
 
 SETUP = [{"sku": "SETUP", "quantity": 1}]
 WIDGETS = [{"sku": "WIDGET-1", "quantity": 3}]
@@ -140,5 +148,31 @@ async def test_a_process_waiting_for_an_operator_is_settled_on_its_test_clock(
     assert status.settled_time == later == status.now
     h.set_fault("erp", "ok")
     await h.update_accepted(handle, "retry")
+    result = (await handle.result()).order
+    assert result is not None and result.status == "completed"
+
+
+async def test_a_clock_advanced_while_the_api_starts_a_process_reaches_it(h: Harness) -> None:
+    """The API reads the clock's time, the clock is advanced (reaching every process that
+    exists), then the process starts: it is sent the time it missed."""
+    catalog(h.erp)
+    clk = h.erp.create_clock(START)
+    cid = customer(h.erp, clock_id=clk.id).id
+    inp = await h.input(
+        cid,
+        SETUP,
+        quote=False,
+        payment="invoice",
+        clock=ClockRef(clock_id=clk.id, frozen_time=START),
+    )
+    later = START + timedelta(days=3)
+    h.erp.advance_clock(clk.id, later)
+    settings = Settings(task_queue=h.task_queue)
+    await process.start(
+        h.env.client, h.erp, settings, inp, initial_order(inp, "invoice", inp.created_at)
+    )
+    handle = h.env.client.get_workflow_handle(inp.process_id, result_type=QuoteToOrderResult)
+    status = await h.until(handle, "clock_status", ClockStatus, lambda s: s.now == later)
+    assert status.clock_id == clk.id
     result = (await handle.result()).order
     assert result is not None and result.status == "completed"
