@@ -16,7 +16,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from sqlalchemy import String, Table, event
+from sqlalchemy import String, Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.types import DateTime, TypeDecorator
@@ -98,11 +98,20 @@ def insert_for(dialect_name: str, table: Table) -> Any:
     return (sqlite.insert if dialect_name == "sqlite" else postgresql.insert)(table)
 
 
+# The PostgreSQL advisory lock o2c's processes take to create the schema one at a time.
+SCHEMA_LOCK = 0x02C5C4E3A
+
+
 def create_schema(engine: Engine) -> None:
-    """Create every o2c table that does not exist yet."""
+    """Create every o2c table that does not exist yet, one process at a time: replicas
+    starting together on an empty database would otherwise race on the same CREATEs
+    (SQLite's immediate transaction serialises them; PostgreSQL takes an advisory lock)."""
     for name in TABLE_MODULES:
         importlib.import_module(name)
-    SQLModel.metadata.create_all(engine)
+    with _writer_turn(engine), engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": SCHEMA_LOCK})
+        SQLModel.metadata.create_all(conn)
 
 
 @cache
