@@ -10,6 +10,9 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
+
 from settings import Settings
 
 T = TypeVar("T")
@@ -105,13 +108,37 @@ def parser() -> argparse.ArgumentParser:
     )
     create = keys.add_parser("create", help="create a key; prints it as the last line")
     create.add_argument("--role", required=True, choices=["viewer", "client", "operator", "admin"])
-    create.add_argument("--name", required=True)
+    create.add_argument("--name", required=True, type=_key_name)
     return p
+
+
+def _key_name(value: str) -> str:
+    name = value.strip()
+    if not 1 <= len(name) <= 100:
+        raise argparse.ArgumentTypeError("a key needs a name of 1 to 100 characters")
+    return name
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = f"O2C_{str(error['loc'][0]).upper()}: " if error["loc"] else ""
+            print(f"o2c: {where}{error['msg']}", file=sys.stderr)
+        return 2
+    try:
+        return _run(args, settings)
+    except OperationalError as exc:
+        print(f"o2c: the database is unreachable: {exc.orig}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"o2c: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "dev":
         from devrunner import run_dev
 

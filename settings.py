@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     temporal_address: str | None = None
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
+    # Where operators open the Temporal UI (links in the API and console); the dev server's
+    # own UI when o2c starts it, else none unless set.
+    temporal_ui_url: str | None = None
     temporal_namespace: str = "default"
     task_queue: str = TASK_QUEUE
     admin_key: str | None = None
@@ -80,7 +83,13 @@ class Settings(BaseSettings):
         return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
 
     @property
-    def temporal_ui_url(self) -> str:
+    def temporal_ui(self) -> str | None:
+        """The Temporal UI's address: ``O2C_TEMPORAL_UI_URL``, else the dev server's (when
+        o2c starts it), else None."""
+        if self.temporal_ui_url:
+            return self.temporal_ui_url.rstrip("/")
+        if self.temporal_address:
+            return None
         return f"http://127.0.0.1:{self.temporal_ui_port}"
 
     @property

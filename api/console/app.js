@@ -64,7 +64,7 @@ async function loadDetail(id) {
     </div>` : "";
   $("#detail").innerHTML = `<h2>${esc(p.process_id)}</h2>
     <p>${esc(p.type)} · ${badge(p.status)} · customer ${esc(p.customer_id)} ·
-       history ${esc(p.history_length)} events · <a href="${esc(p.temporal_ui_url)}">Temporal UI</a></p>
+       history ${esc(p.history_length)} events${p.temporal_ui_url ? ` · <a href="${esc(p.temporal_ui_url)}">Temporal UI</a>` : ""}</p>
     ${failed}
     <table><thead><tr><th>Step</th><th>Status</th><th>Attempts</th><th>Error</th><th>Started</th><th>Finished</th></tr></thead>
     <tbody>${steps}</tbody></table>`;

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Operator, SettingsDep, TemporalDep, Viewer
@@ -54,7 +54,9 @@ class ProcessDetail(BaseModel):
     steps: list[Step]
     failed_step: FailedStep | None
     history_length: int
-    temporal_ui_url: str
+    temporal_ui_url: str | None = Field(
+        description="the process in the Temporal UI; null when its address is not known"
+    )
 
 
 def _quote(value: str) -> str:
@@ -155,8 +157,9 @@ async def get(
         **view.model_dump(),
         history_length=desc.history_length,
         temporal_ui_url=(
-            f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}"
-            f"/workflows/{process_id}"
+            f"{ui}/namespaces/{settings.temporal_namespace}/workflows/{process_id}"
+            if (ui := settings.temporal_ui)
+            else None
         ),
     )
 

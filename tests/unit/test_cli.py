@@ -12,9 +12,20 @@ from pathlib import Path
 import pytest
 
 import cli
+import devrunner
 import worker
 from clients import SEARCH_ATTRIBUTES
-from devrunner import admin_key, temporal_command
+from devrunner import (
+    Interrupted,
+    Stack,
+    admin_key,
+    api_base,
+    check_free,
+    check_reachable,
+    start,
+    temporal_command,
+    wait_port,
+)
 from settings import Settings
 from systems.registry import build_systems
 
@@ -90,3 +101,81 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_bad_settings_and_key_names_get_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("O2C_API_PORT", "abc")
+    assert cli.main(["seed"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("o2c: O2C_API_PORT:") and "Traceback" not in err
+    monkeypatch.delenv("O2C_API_PORT")
+    with pytest.raises(SystemExit):
+        cli.parser().parse_args(["keys", "create", "--role", "admin", "--name", "  "])
+    assert "a key needs a name" in capsys.readouterr().err
+    monkeypatch.setenv("O2C_DATABASE_URL", "postgresql+psycopg://o2c@127.0.0.1:1/o2c")
+    assert cli.main(["keys", "create", "--role", "admin", "--name", "ci"]) == 1
+    assert capsys.readouterr().err.startswith("o2c: the database is unreachable")
+
+
+def test_the_dev_server_gets_the_namespace_and_links_follow_the_settings(tmp_path: Path) -> None:
+    cmd = temporal_command(Settings(data_dir=tmp_path, temporal_namespace="o2c"))
+    assert cmd[cmd.index("--namespace") + 1] == "o2c"
+    assert "--namespace" not in temporal_command(Settings(data_dir=tmp_path))
+    assert Settings(temporal_ui_port=9000).temporal_ui == "http://127.0.0.1:9000"
+    assert Settings(temporal_address="temporal:7233").temporal_ui is None
+    given = Settings(temporal_address="t:7233", temporal_ui_url="https://ui.example/")
+    assert given.temporal_ui == "https://ui.example"
+    assert api_base(Settings(api_host="0.0.0.0", api_port=81)) == "http://127.0.0.1:81"
+    assert api_base(Settings(api_host="10.1.2.3", api_port=81)) == "http://10.1.2.3:81"
+    assert api_base(Settings(api_host="::1", api_port=81)) == "http://[::1]:81"
+
+
+def test_the_dev_stack_refuses_taken_ports_and_a_silent_temporal_before_starting(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = Settings(data_dir=tmp_path, smtp_sink_port=port, temporal_address="x:1")
+        stack = Stack(settings)
+        with pytest.raises(RuntimeError, match="O2C_SMTP_SINK_PORT"):
+            start(stack, "key")
+        assert stack.children == []
+        with pytest.raises(RuntimeError, match=f"127.0.0.1:{port} is not free"):
+            check_free("127.0.0.1", port, "O2C_API_PORT")
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="O2C_TEMPORAL_ADDRESS 127.0.0.1:1 does not answer"):
+        check_reachable("127.0.0.1:1")
+    assert time.monotonic() - started < 5
+
+
+def test_a_stop_asked_for_while_the_stack_starts_ends_the_wait(tmp_path: Path) -> None:
+    stack = Stack(Settings(data_dir=tmp_path))
+    stack.stopping = True  # what SIGINT, SIGTERM or SIGHUP do
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    with pytest.raises(Interrupted):
+        wait_port(free, stack)
+
+
+def test_a_hang_up_stops_the_dev_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGHUP (a closed terminal) is handled like SIGTERM: run_dev installs it."""
+    before = {n: signal.getsignal(n) for n in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    started: list[Stack] = []
+
+    def start_then_hang_up(stack: Stack, _key: str) -> None:
+        started.append(stack)
+        os.kill(os.getpid(), signal.SIGHUP)
+        wait_port(1, stack, timeout=5)  # interrupted by the hang-up, not timed out
+
+    monkeypatch.setattr(devrunner, "start", start_then_hang_up)
+    try:
+        assert devrunner.run_dev(Settings(data_dir=tmp_path)) == 0
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+    assert started and started[0].stopping
