@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from domain.errors import CurrencyMismatch, InvalidInput
-from domain.money import Amount, quantize
+from domain.money import MAX_MAGNITUDE, Amount, quantize
 
 LineKind = Literal["physical", "service", "third_party", "plan"]
 
@@ -58,6 +58,7 @@ def price_line(item: CatalogLine, quantity: int, currency: str) -> PricedLine:
         raise InvalidInput("quantity must be positive")
     if item.currency != currency:
         raise CurrencyMismatch(currency, item.currency)
+    amount = _bounded(quantize(item.unit_price * quantity, currency), f"{item.name} × {quantity}")
     return PricedLine(
         sku=item.sku,
         plan_code=item.plan_code,
@@ -65,7 +66,7 @@ def price_line(item: CatalogLine, quantity: int, currency: str) -> PricedLine:
         description=item.name,
         quantity=quantity,
         unit_price=item.unit_price,
-        amount=quantize(item.unit_price * quantity, currency),
+        amount=amount,
         vendor=item.vendor,
     )
 
@@ -78,10 +79,19 @@ def totals(
         raise InvalidInput("discount_pct must be between 0 and 1")
     if tax_rate < 0:
         raise InvalidInput("tax_rate must not be negative")
-    subtotal = quantize(sum(amounts, Decimal(0)), currency)
+    subtotal = _bounded(quantize(sum(amounts, Decimal(0)), currency), "the subtotal")
     discount = quantize(subtotal * discount_pct, currency)
     tax = quantize((subtotal - discount) * tax_rate, currency)
-    return Totals(subtotal=subtotal, discount=discount, tax=tax, total=subtotal - discount + tax)
+    total = _bounded(subtotal - discount + tax, "the total")
+    return Totals(subtotal=subtotal, discount=discount, tax=tax, total=total)
+
+
+def _bounded(amount: Decimal, what: str) -> Decimal:
+    """Refuse an amount no system of record holds (``MAX_MAGNITUDE``): invalid input, not
+    an error of o2c's own."""
+    if abs(amount) >= MAX_MAGNITUDE:
+        raise InvalidInput(f"{what} comes to {amount}, beyond what o2c can bill")
+    return amount
 
 
 def requires_approval(discount_pct: Decimal, threshold: Decimal) -> bool:

@@ -186,6 +186,8 @@ class BillingMixin(ErpBase):
         """Issue ``draft`` once per key: a gapless number, AR, and a ledger entry."""
         for amount in (draft.subtotal, draft.discount, draft.tax, draft.total):
             exact(amount, draft.currency, "invoice amount")
+        for line in draft.lines:
+            exact(line.amount, draft.currency, "invoice line amount")
         for attempt in range(3):
             try:
                 return self._issue(key, draft)
@@ -374,10 +376,14 @@ class BillingMixin(ErpBase):
                 currency=inv.currency,
                 reason=reason,
             )
+            # The note's tax is its share of the invoice's tax, taken as the difference of the
+            # shares credited after and before it: the notes of a fully credited invoice
+            # reverse exactly its tax, however it was split.
+            before = inv.amount_credited
             inv.amount_credited += amount
             if inv.status == "open" and inv.amount_paid + inv.amount_credited >= inv.total:
                 inv.status = "paid"
-            tax = quantize(amount * inv.tax / inv.total, inv.currency) if inv.total else ZERO
+            tax = _tax_share(inv, inv.amount_credited) - _tax_share(inv, before)
             s.add_all([row, inv])
             post_entry(
                 s,
@@ -398,6 +404,7 @@ class BillingMixin(ErpBase):
             pay = require(s, PaymentRow, payment_id, "payment", lock=True)
             if s.get(RefundRow, key) is not None:
                 return _payment(pay)
+            amount = exact(amount, pay.currency, "amount")
             if amount <= 0 or amount > pay.amount - pay.refunded:
                 raise Conflict(f"cannot refund {amount} of payment {pay.id}")
             pay.refunded += amount
@@ -454,3 +461,8 @@ class BillingMixin(ErpBase):
             for p in rows:
                 out[p.account] = out.get(p.account, ZERO) + p.debit - p.credit
             return out
+
+
+def _tax_share(inv: InvoiceRow, credited: Decimal) -> Decimal:
+    """The part of the invoice's tax in ``credited`` of its total (rounded)."""
+    return quantize(credited * inv.tax / inv.total, inv.currency) if inv.total else ZERO

@@ -413,3 +413,15 @@ def test_the_openapi_document_says_what_the_api_does(client: TestClient) -> None
     body = assert_problem(client.post("/v1/customers", json={"name": 1}), 422)
     assert set(body) <= set(doc["components"]["schemas"]["Problem"]["properties"])
     assert client.get("/docs").status_code == 200
+
+
+def test_a_quote_beyond_what_can_be_billed_is_422_not_500(client_any_db: TestClient) -> None:
+    client = client_any_db
+    cid = client.post("/v1/customers", json=CUSTOMER).json()["id"]
+    big = {"sku": "BIG", "name": "Big", "kind": "service", "unit_price": "1000000000.00"}
+    assert client.post("/v1/products", json={**big, "currency": "EUR"}).status_code == 201
+    lines = [{"sku": "BIG", "quantity": 1_000_000}]
+    r = client.post("/v1/quotes", json={"customer_id": cid, "lines": lines})
+    assert "beyond what o2c can bill" in assert_problem(r, 422)["detail"]
+    r = client.post("/v1/orders", json={"customer_id": cid, "lines": lines, "payment": "invoice"})
+    assert_problem(r, 422)

@@ -82,6 +82,17 @@ def _item(price: str, kind: str = "service", currency: str = "EUR") -> CatalogLi
     )
 
 
+def test_amounts_beyond_what_can_be_billed_are_invalid_input_not_a_crash() -> None:
+    """A valid price and quantity can multiply past the largest amount stored (10^15)."""
+    with pytest.raises(InvalidInput, match="beyond what o2c can bill"):
+        price_line(_item("1000000000.00"), 1_000_000, "EUR")
+    big = price_line(_item("600000000.00"), 1_000_000, "EUR").amount  # 6 x 10^14
+    with pytest.raises(InvalidInput, match="subtotal"):
+        totals([big, big], Decimal(0), Decimal(0), "EUR")
+    with pytest.raises(InvalidInput, match="total"):
+        totals([big], Decimal(0), Decimal("1"), "EUR")  # tax doubles it
+
+
 def test_price_line_rounds_once_per_line() -> None:
     line = price_line(_item("0.335"), 3, "EUR")  # 1.005 -> 1.01
     assert line.amount == D("1.01")

@@ -235,6 +235,37 @@ def test_payments_credit_notes_refunds_and_void_keep_the_ledger_balanced(
     assert erp.get_invoice(inv.id).amount_credited == D("119.00")
 
 
+def test_credit_notes_of_a_whole_invoice_reverse_exactly_its_tax(erp: EmbeddedErp) -> None:
+    """Each note's tax is rounded, yet the notes of a fully credited invoice add up to its
+    tax (100.00 + 19.00 credited as 39.67 + 39.67 + 39.66 used to reverse 18.99)."""
+    c = customer(erp)
+    inv = erp.issue_invoice("i1", draft(c.id, total="119.00"))
+    for n, amount in enumerate(("39.67", "39.67", "39.66")):
+        erp.issue_credit_note(f"cn{n}", inv.id, D(amount), "returned")
+    balance = erp.trial_balance("EUR")
+    assert balance["tax_payable"] == 0 and balance["accounts_receivable"] == 0
+    assert balance["sales_returns"] == D("100.00") == -balance["revenue"]
+    assert sum(balance.values(), D(0)) == 0
+
+
+def test_amounts_below_the_minor_unit_are_refused_for_refunds_and_invoice_lines(
+    erp: EmbeddedErp,
+) -> None:
+    c = customer(erp)
+    inv = erp.issue_invoice("i1", draft(c.id))
+    pay = erp.record_payment("p1", inv.id, D("119.00"), "card", "ch_1", "ch_1")
+    with pytest.raises(InvalidInput):
+        erp.record_refund("r1", pay.id, D("0.001"), "re_1")
+    assert erp.payments_for_invoice(inv.id)[0].refunded == 0
+    half = InvoiceLine(
+        kind="one_time", description="x", quantity=D(1), unit_price=D("0.005"), amount=D("0.005")
+    )
+    bad = draft(c.id).model_copy(update={"lines": [half, half], "subtotal": D("0.01")})
+    bad = bad.model_copy(update={"tax": D("0.00"), "total": D("0.01")})
+    with pytest.raises(InvalidInput):
+        erp.issue_invoice("i2", bad)
+
+
 def test_an_unbalanced_entry_is_refused_before_anything_is_written(erp: EmbeddedErp) -> None:
     with pytest.raises(UnbalancedEntry):
         with unit_of_work(erp._engine) as s:
