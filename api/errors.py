@@ -90,6 +90,8 @@ def _validation(_: Request, exc: Exception) -> JSONResponse:
 
 def _http(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:  # a body the framework could not parse (JSON nested too deep)
+        return problem(422, "the body could not be parsed as JSON", "malformed_json")
     headers = dict(exc.headers or {})
     return problem(exc.status_code, str(exc.detail), headers=headers)
 

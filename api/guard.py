@@ -1,8 +1,11 @@
-"""Input no system of record can hold is refused at the edge: the NUL character.
+"""Input refused at the edge, before authentication or any route: oversized bodies and
+the NUL character.
 
-PostgreSQL cannot store U+0000 in text and fails the statement; SQLite would store it.
-Rather than a 500 on one database and a silent success on the other, a request whose path,
-query or JSON body carries a NUL is answered 422 before any route sees it.
+A body over ``MAX_BODY`` is answered 413 as soon as its length is known (from
+``Content-Length`` or while it streams), so nobody, with a key or without, can make the API
+hold large bodies in memory. PostgreSQL cannot store U+0000 in text and fails the
+statement; SQLite would store it. Rather than a 500 on one database and a silent success on
+the other, a request whose path, query or JSON body carries a NUL is answered 422.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.errors import problem
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# The largest body any o2c request needs, with room to spare (a quote of 500 lines is 40 KB).
+MAX_BODY = 1024 * 1024
 
 
 def _has_nul(value: Any) -> bool:
@@ -35,8 +40,8 @@ def _body_has_nul(body: bytes) -> bool:
         return False
     try:
         return _has_nul(json.loads(body))
-    except ValueError:
-        return False  # not JSON: the route's own parsing answers it
+    except (ValueError, RecursionError):
+        return False  # not JSON (or nested past parsing): the route's parsing answers it
 
 
 class RefuseNul:
@@ -56,16 +61,27 @@ class RefuseNul:
         if scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
+        length = dict(scope.get("headers", [])).get(b"content-length", b"0")
+        if length.isdigit() and int(length) > MAX_BODY:
+            await self._too_large(scope, receive, send)
+            return
         messages: list[Message] = []
-        body = b""
+        chunks: list[bytes] = []
+        size = 0
         while True:
             message = await receive()
             messages.append(message)
             if message["type"] != "http.request":
                 break
-            body += message.get("body", b"")
+            chunk = message.get("body", b"")
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_BODY:  # streamed (chunked) past the limit
+                await self._too_large(scope, receive, send)
+                return
             if not message.get("more_body", False):
                 break
+        body = b"".join(chunks)
         if _body_has_nul(body):
             await self._refuse(scope, receive, send, "body")
             return
@@ -83,4 +99,9 @@ class RefuseNul:
             "invalid_input",
             errors=[{"loc": [where], "msg": "contains U+0000"}],
         )
+        await response(scope, receive, send)
+
+    @staticmethod
+    async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem(413, f"the body is over {MAX_BODY} bytes", "payload_too_large")
         await response(scope, receive, send)

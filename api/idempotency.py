@@ -12,7 +12,9 @@ workflow id instead of starting two processes.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -55,22 +57,35 @@ Handler = Callable[[Callable[[str], str]], Awaitable[BaseModel | dict[str, Any]]
 
 
 async def idempotent(
-    request: Request, who: Principal, erp: Erp, status: int, handler: Handler
+    request: Request,
+    who: Principal,
+    erp: Erp,
+    status: int,
+    handler: Handler,
+    *,
+    compared: Callable[[Any], Any] | None = None,
+    sealed: tuple[str, ...] = (),
 ) -> Response:
     """Run ``handler(make_id)`` once per Idempotency-Key; ``make_id(prefix)`` gives ids.
 
     The key is claimed before the handler runs, so concurrent duplicates wait for the first
-    one's answer instead of running again; a handler that fails gives the key back."""
+    one's answer instead of running again; a handler that fails gives the key back.
+
+    What is kept must not reveal secrets: ``compared(body)`` is the part of a JSON body
+    whose hash tells requests apart (a card's last digits, not its number and CVC), and the
+    answer's ``sealed`` fields (a new API key's secret) are stored encrypted under the
+    caller's own key, which is never stored: only that caller can have them again."""
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return _json(status, await handler(new_id))
     if not 1 <= len(key) <= MAX_KEY:
         raise InvalidInput(f"Idempotency-Key must be 1 to {MAX_KEY} characters")
     scope = f"{who.key_id}:{request.method}:{request.url.path}"
-    digest = _request_hash(await request.body())
+    digest = _request_hash(await request.body(), compared)
+    seal = _Seal(_caller_secret(request), f"{scope}:{key}", sealed)
     stored = await _claim(erp, scope, key, digest)
     if stored is not None:
-        return _replay(stored, digest)
+        return _replay(seal.open(stored), digest)
     seed = hashlib.sha256(f"{scope}:{key}".encode()).hexdigest()
 
     def make_id(prefix: str) -> str:
@@ -82,9 +97,9 @@ async def idempotent(
         await run_in_threadpool(erp.idempotency_release, scope, key)
         raise
     stored = await run_in_threadpool(
-        erp.idempotency_complete, scope, key, status, bytes(response.body).decode()
+        erp.idempotency_complete, scope, key, status, seal.close(bytes(response.body).decode())
     )
-    return _replay(stored, digest)
+    return _replay(seal.open(stored), digest)
 
 
 async def _claim(erp: Erp, scope: str, key: str, digest: str) -> tuple[str, int, str] | None:
@@ -104,14 +119,59 @@ async def _claim(erp: Erp, scope: str, key: str, digest: str) -> tuple[str, int,
         # The first request failed and gave the key back: claim it for this one.
 
 
-def _request_hash(body: bytes) -> str:
+def _request_hash(body: bytes, compared: Callable[[Any], Any] | None = None) -> str:
     """The body's hash, of its JSON in one canonical spelling (key order and whitespace do
-    not make another request)."""
+    not make another request), or of ``compared(body)``."""
     try:
-        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"))
-    except ValueError:
+        data = json.loads(body)
+        if compared is not None:
+            data = compared(data)
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    except (ValueError, TypeError, RecursionError, AttributeError, KeyError):
         return hashlib.sha256(body).hexdigest()
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _caller_secret(request: Request) -> bytes:
+    return request.headers.get("Authorization", "").removeprefix("Bearer ").strip().encode()
+
+
+class _Seal:
+    """Encrypts chosen string fields of a stored answer with a one-time pad drawn from
+    HMAC-SHA256 under the caller's secret and the idempotency key (one pad per key)."""
+
+    def __init__(self, secret: bytes, context: str, fields: tuple[str, ...]) -> None:
+        self._key = hmac.new(secret, f"o2c/idempotency/seal:{context}".encode(), "sha256").digest()
+        self._fields = fields
+
+    def _pad(self, n: int) -> bytes:
+        blocks = (n + 31) // 32
+        return b"".join(
+            hmac.new(self._key, i.to_bytes(4, "big"), "sha256").digest() for i in range(blocks)
+        )[:n]
+
+    def _xor(self, raw: bytes) -> bytes:
+        return bytes(a ^ b for a, b in zip(raw, self._pad(len(raw)), strict=True))
+
+    def close(self, body: str) -> str:
+        if not self._fields:
+            return body
+        data = json.loads(body)
+        for name in self._fields:
+            data[name] = "sealed:" + base64.b64encode(self._xor(str(data[name]).encode())).decode()
+        return json.dumps(data)
+
+    def open(self, stored: tuple[str, int, str]) -> tuple[str, int, str]:
+        request_hash, status, body = stored
+        if not self._fields or status == PENDING:
+            return stored
+        data = json.loads(body)
+        for name in self._fields:
+            raw = base64.b64decode(str(data[name]).removeprefix("sealed:"))
+            data[name] = bytes(
+                a ^ b for a, b in zip(raw, self._pad(len(raw)), strict=True)
+            ).decode()
+        return request_hash, status, json.dumps(data)
 
 
 def _replay(stored: tuple[str, int, str], digest: str) -> Response:

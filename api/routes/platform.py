@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import logging
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -18,9 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Admin, ErpDep, StateDep, sandbox_only
 from api.errors import TemporalUnavailable
-from api.idempotency import IDEMPOTENT, MAX_KEY, idempotent
-from domain.errors import InvalidInput
-from systems.ids import prefixed
+from api.idempotency import IDEMPOTENT, idempotent
 from systems.records import Fault, FaultSet, Role, TestClock, TestClockCreate
 from workflows.contracts.common import SA_TEST_CLOCK, ClockAdvance, ClockStatus
 
@@ -43,28 +39,15 @@ class KeyCreated(BaseModel):
 
 
 @router.post("/v1/api-keys", status_code=201, response_model=KeyCreated, openapi_extra=IDEMPOTENT)
-async def create_key(body: KeyCreate, request: Request, who: Admin, erp: ErpDep) -> KeyCreated:
-    """Create an API key; the secret is shown once.
+async def create_key(body: KeyCreate, request: Request, who: Admin, erp: ErpDep) -> Response:
+    """Create an API key; the secret is shown once — again only to the same caller retrying
+    with the same ``Idempotency-Key`` (kept encrypted under that caller's own key)."""
 
-    With an ``Idempotency-Key`` the key's id and secret are derived from the request (the
-    secret keyed by the caller's own secret, which is never stored), so a retry answers the
-    same key without the secret being kept anywhere but in the answer."""
-    derived: dict[str, str] = {}
-    idem = request.headers.get("Idempotency-Key")
-    if idem is not None:
-        if not 1 <= len(idem) <= MAX_KEY:
-            raise InvalidInput(f"Idempotency-Key must be 1 to {MAX_KEY} characters")
-        caller = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        seed = f"{who.key_id}:POST:/v1/api-keys:{idem}"
-        mac = hmac.new(caller.encode(), seed.encode(), hashlib.sha256).digest()
-        derived = {
-            "key_id": prefixed("key", hashlib.sha256(seed.encode()).hexdigest()),
-            "secret": f"o2c_{body.role}_{base64.urlsafe_b64encode(mac).decode().rstrip('=')}",
-        }
-    record, secret = await run_in_threadpool(
-        lambda: erp.create_api_key(body.name, body.role, **derived)
-    )
-    return KeyCreated(id=record.id, name=record.name, role=record.role, key=secret)
+    async def create(_: Callable[[str], str]) -> KeyCreated:
+        record, secret = await run_in_threadpool(erp.create_api_key, body.name, body.role)
+        return KeyCreated(id=record.id, name=record.name, role=record.role, key=secret)
+
+    return await idempotent(request, who, erp, 201, create, sealed=("key",))
 
 
 @router.post("/v1/test-clocks", status_code=201, response_model=TestClock, openapi_extra=IDEMPOTENT)

@@ -91,36 +91,16 @@ class PlatformMixin(ErpBase):
             ).all()
             return [dict(r.body or {}) for r in rows]
 
-    def create_api_key(
-        self, name: str, role: Role, *, key_id: str | None = None, secret: str | None = None
-    ) -> tuple[ApiKey, str]:
-        """A new key; only its hash is stored, the secret is returned once.
-
-        A caller that retries gives the same ``key_id`` and ``secret`` (derived from its
-        request): the key made by the first call is answered, or ``Conflict`` when that one
-        was made with another name or role."""
-        secret = secret or f"o2c_{role}_{secrets.token_urlsafe(24)}"
+    def create_api_key(self, name: str, role: Role) -> tuple[ApiKey, str]:
+        """A new key; only its hash is stored, the secret is returned once."""
+        secret = f"o2c_{role}_{secrets.token_urlsafe(24)}"
         row = ApiKeyRow(
-            id=key_id or new_id("key"),
-            name=name,
-            role=role,
-            prefix=secret[:12],
-            secret_hash=_hash(secret),
+            id=new_id("key"), name=name, role=role, prefix=secret[:12], secret_hash=_hash(secret)
         )
-        try:
-            with unit_of_work(self._engine) as s:
-                s.add(row)
-                s.flush()
-                return ApiKey.model_validate(row, from_attributes=True), secret
-        except IntegrityError:
-            if key_id is None:
-                raise
-        with unit_of_work(self._engine, read=True) as s:
-            found = require(s, ApiKeyRow, key_id, "api key")
-            same = (found.name, found.role) == (name, role)
-            if not same or not hmac.compare_digest(found.secret_hash, row.secret_hash):
-                raise Conflict(f"api key {key_id} was created with another name or role")
-            return ApiKey.model_validate(found, from_attributes=True), secret
+        with unit_of_work(self._engine) as s:
+            s.add(row)
+            s.flush()
+            return ApiKey.model_validate(row, from_attributes=True), secret
 
     def authenticate(self, secret: str) -> ApiKey | None:
         digest = _hash(secret)

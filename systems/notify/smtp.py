@@ -204,7 +204,11 @@ class SmtpNotifier:
 
 def compose(sender: str, to: str, subject: str, message_id: str, body: str) -> bytes:
     """A plain-text UTF-8 message (quoted-printable: readable where it is ASCII) between
-    ASCII addresses; a non-ASCII subject becomes an RFC 2047 encoded word."""
+    ASCII addresses; a non-ASCII subject becomes an RFC 2047 encoded word. A header value
+    with a line break would start a header of its own: it is refused."""
+    for name, value in (("From", sender), ("To", to), ("Subject", subject)):
+        if "\r" in value or "\n" in value:
+            raise MessageRefused(f"the {name} header may not contain a line break")
     msg = Message()
     msg["From"], msg["To"] = sender, to
     if not subject.isascii():  # encoded words, folded after the header's name

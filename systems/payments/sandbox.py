@@ -1,18 +1,15 @@
 """The sandbox card gateway: real tokens, idempotent charges, and API.md's test cards.
 
 State lives in the database so the API tokenises and a worker charges the same token. The
-card number is never stored: only an HMAC fingerprint, brand, last four digits and the
-*behaviour* of the test card. Charges and refunds are unique per idempotency key; the
-0259 card takes the money on its first attempt and then times out, so a retry with the
-same key must find that charge instead of charging again.
+card number is never stored, nor anything derived from it that could be reversed: only the
+brand, last four digits and the *behaviour* of the test card. Charges and refunds are
+unique per idempotency key; the 0259 card takes the money on its first attempt and then
+times out, so a retry with the same key must find that charge instead of charging again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -21,13 +18,13 @@ from typing import Any
 
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from domain.errors import CardDeclined, Conflict, InvalidInput, SystemUnavailable
 from domain.money import is_exact
 from systems.db import insert_for, unit_of_work, utcnow
 from systems.ids import new_id
-from systems.payments.tables import AttemptRow, ChargeRow, GatewaySecretRow, RefundRow, TokenRow
+from systems.payments.tables import AttemptRow, ChargeRow, RefundRow, TokenRow
 from systems.records import GatewayCharge
 
 BEHAVIOURS = {
@@ -70,7 +67,6 @@ def brand_of(number: str) -> str:
 
 _CHARGES = ChargeRow.__table__  # type: ignore[attr-defined]
 _ATTEMPTS = AttemptRow.__table__  # type: ignore[attr-defined]
-_SECRET = GatewaySecretRow.__table__  # type: ignore[attr-defined]
 
 
 @cache
@@ -86,18 +82,6 @@ class SandboxGateway:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def _secret(self, s: Session) -> bytes:
-        """The fingerprint key, made on first use (concurrent first users agree on one)."""
-        row = s.get(GatewaySecretRow, 1)
-        if row is None:
-            create = insert_for(self._engine.dialect.name, _SECRET).values(
-                id=1, secret=secrets.token_hex(32)
-            )
-            s.execute(create.on_conflict_do_nothing(index_elements=["id"]))
-            row = s.get(GatewaySecretRow, 1)
-            assert row is not None
-        return row.secret.encode()
-
     async def tokenize(self, card_number: str, exp_month: int, exp_year: int, cvc: str) -> Token:
         """A token for a valid, unexpired card; raises ``InvalidInput`` otherwise."""
         number = card_number.replace(" ", "")
@@ -112,10 +96,8 @@ class SandboxGateway:
 
     def _store_token(self, number: str) -> Token:
         with unit_of_work(self._engine) as s:
-            fingerprint = hmac.new(self._secret(s), number.encode(), hashlib.sha256).hexdigest()
             row = TokenRow(
                 token=new_id("tok"),
-                fingerprint=fingerprint,
                 behaviour=BEHAVIOURS.get(number, "succeeds"),
                 brand=brand_of(number),
                 last4=number[-4:],

@@ -11,18 +11,12 @@ from sqlmodel import Field, SQLModel
 from systems.db import DecimalText, UtcDateTime, utcnow
 
 
-class GatewaySecretRow(SQLModel, table=True):
-    """The key that fingerprints card numbers (one per database)."""
-
-    __tablename__ = "gw_secret"
-    id: int = Field(default=1, primary_key=True)
-    secret: str
-
-
 class TokenRow(SQLModel, table=True):
     __tablename__ = "gw_tokens"
     token: str = Field(primary_key=True)
-    fingerprint: str = Field(index=True)
+    # No longer written: a fingerprint keyed in the same database could be reversed to the
+    # card number from its last four digits (kept so existing databases need no migration).
+    fingerprint: str = Field(default="", index=True)
     behaviour: str
     brand: str
     last4: str

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +178,10 @@ def test_an_api_key_created_twice_with_one_idempotency_key_is_one_key(client: Te
     secret = first.json()["key"]
     r = client.get("/v1/customers", headers={"Authorization": f"Bearer {secret}"})
     assert r.status_code == 200
+    stored = client.app.state.o2c.systems.erp  # type: ignore[attr-defined]
+    with stored._engine.connect() as conn:  # the secret is kept only sealed
+        bodies = [b for (b,) in conn.exec_driver_sql("SELECT body FROM platform_idempotency")]
+    assert bodies and not any(secret in b for b in bodies)
     assert_problem(client.post("/v1/api-keys", json={**body, "role": "admin"}, headers=h), 409)
     other = client.post("/v1/api-keys", json=body, headers={"Idempotency-Key": "ci-key-2"})
     assert other.json()["id"] != first.json()["id"] and other.json()["key"] != secret
@@ -208,16 +214,24 @@ def test_card_is_tokenised_and_its_number_never_stored_or_echoed(
 ) -> None:
     cid = client.post("/v1/customers", json=CUSTOMER).json()["id"]
     card = "4242424242424242"
-    r = client.post(
-        f"/v1/customers/{cid}/payment-methods",
-        json={"card_number": card, "exp_month": 12, "exp_year": 2031, "cvc": "123"},
-    )
+    body = {"card_number": card, "exp_month": 12, "exp_year": 2031, "cvc": "123"}
+    url, key = f"/v1/customers/{cid}/payment-methods", {"Idempotency-Key": "card-1"}
+    r = client.post(url, json=body, headers=key)
     assert r.status_code == 201 and r.json()["brand"] == "visa" and r.json()["last4"] == "4242"
     assert card not in r.text
+    assert client.post(url, json=body, headers=key).json() == r.json()  # a retry
+    other = {**body, "card_number": "5555555555554444"}
+    assert_problem(client.post(url, json=other, headers=key), 409)
+    # Nothing stored is the number, or a hash from which the number (a few hundred
+    # thousand candidates, given its last digits) or the CVC could be found again.
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    derived = {hashlib.sha256(x).hexdigest() for x in (canonical, card.encode(), b"123")}
     db = sqlite3.connect(tmp_path / "o2c.db")
     for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'"):
         for row in db.execute(f'SELECT * FROM "{table}"'):
-            assert card not in " ".join(map(str, row)), table
+            text = " ".join(map(str, row))
+            assert card not in text and not any(d in text for d in derived), table
+    assert {f for (f,) in db.execute("SELECT fingerprint FROM gw_tokens")} == {""}
     bad = client.post(
         f"/v1/customers/{cid}/payment-methods",
         json={"card_number": "4242424242424241", "exp_month": 12, "exp_year": 2031, "cvc": "123"},
@@ -425,3 +439,23 @@ def test_a_quote_beyond_what_can_be_billed_is_422_not_500(client_any_db: TestCli
     assert "beyond what o2c can bill" in assert_problem(r, 422)["detail"]
     r = client.post("/v1/orders", json={"customer_id": cid, "lines": lines, "payment": "invoice"})
     assert_problem(r, 422)
+
+
+def test_large_and_deeply_nested_bodies_are_refused_before_anything_else(
+    client: TestClient,
+) -> None:
+    """No key needed to be refused: the API never holds more than 1 MiB of a body."""
+    huge = b'{"name": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    r = client.post("/v1/customers", content=huge, headers={"Content-Type": "application/json"})
+    assert_problem(r, 413)
+
+    def streamed() -> Iterator[bytes]:  # no Content-Length: chunked
+        for _ in range(40):
+            yield b"x" * 65536
+
+    r = client.post("/nope", content=streamed(), headers={"Authorization": "Bearer nobody"})
+    assert_problem(r, 413)
+    deep = b"[" * 100_000 + b'"\\u0000"' + b"]" * 100_000
+    for body in (deep, deep.replace(b"\\u0000", b"x")):
+        r = client.post("/v1/customers", content=body, headers={"Content-Type": "application/json"})
+        assert assert_problem(r, 422)["type"].endswith("malformed_json")

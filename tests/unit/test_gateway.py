@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from domain.errors import CardDeclined, Conflict, InvalidInput, MessageRefused, SystemUnavailable
 from systems.db import create_schema, make_engine
 from systems.notify.sink import read_index, start_sink
-from systems.notify.smtp import SmtpNotifier
+from systems.notify.smtp import SmtpNotifier, compose
 from systems.payments.sandbox import SandboxGateway
 
 EUR = "EUR"
@@ -93,9 +93,7 @@ def test_first_tokenisations_and_keyed_refunds_hold_under_concurrency(
 ) -> None:
     tokens: list[str] = []
     assert _threads(6, lambda: tokens.append(asyncio.run(_token(gw, CARD_OK)))) == []
-    with gw._engine.connect() as conn:
-        prints = conn.execute(text("SELECT DISTINCT fingerprint FROM gw_tokens")).all()
-    assert len(tokens) == 6 and len(prints) == 1  # the first users agreed on one secret
+    assert len(set(tokens)) == 6
     charge = asyncio.run(gw.charge("k", tokens[0], Decimal("10.00"), EUR, "x"))
     refunds: list[str] = []
     assert _threads(6, lambda: refunds.append(asyncio.run(gw.refund("r1", charge, D4)))) == []
@@ -341,3 +339,11 @@ async def test_notifier_answers_a_refusal_once_and_replaces_a_closing_connection
     finally:
         notifier.close()
         controller.stop()
+
+
+def test_a_header_value_with_a_line_break_is_refused_not_sent() -> None:
+    """A line break would start a header of the sender's choosing (or end the headers)."""
+    for to, subject in (("v@e.example\r\n\r\nInjected", "Hi"), ("v@e.example", "Hi\nBcc: x")):
+        with pytest.raises(MessageRefused, match="line break"):
+            compose("billing@o2c.local", to, subject, "<id@o2c>", "body")
+    assert b"Subject: Hi" in compose("billing@o2c.local", "v@e.example", "Hi", "<id@o2c>", "b")
