@@ -9,13 +9,13 @@ from typing import Any, TypeVar
 
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import TemporalProvider
 from api.routes.customers import customer_today
-from domain.errors import NotFound
+from domain.errors import Conflict, NotFound
 from settings import Settings
 from systems.ports import Erp
 from systems.quoting import PricedRequest, credit_snapshot, price_request
@@ -172,10 +172,6 @@ async def read(
     return await _live(await temporal.get(), kind, doc_id, process_id, model)
 
 
-async def quote_handle(client: Client, quote_id: str) -> WorkflowHandle[Any, Any]:
-    return client.get_workflow_handle(quote_process_id(quote_id))
-
-
 async def order_process(erp: Erp, order_id: str) -> str:
     """The process of an order: its own, or the quote's it came from."""
     doc = await _document(erp, "order", order_id)
@@ -188,3 +184,25 @@ async def read_quote(temporal: TemporalProvider, erp: Erp, quote_id: str) -> Quo
 
 async def read_order(temporal: TemporalProvider, erp: Erp, order_id: str) -> Order:
     return await read(temporal, erp, "order", order_id, order_process_id(order_id), Order)
+
+
+async def update(client: Client, process_id: str, name: str, arg: Any, result_type: type[M]) -> M:
+    """Send the process an Update and answer its result. A process that has ended is a
+    409 and one that never existed a 404: Temporal says "not found" for both (and, racing
+    the end of a run, without saying it completed), so the run is looked up to tell them
+    apart."""
+    handle = client.get_workflow_handle(process_id)
+    try:
+        args = [] if arg is None else [arg]
+        result: M = await handle.execute_update(name, args=args, result_type=result_type)
+        return result
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        try:
+            await handle.describe()
+        except RPCError as missing:
+            if missing.status == RPCStatusCode.NOT_FOUND:
+                raise NotFound("process", process_id) from None
+            raise
+        raise Conflict("the process has ended: nothing waits for this") from None

@@ -61,10 +61,7 @@ async def _update(
     client: TemporalDep, erp: ErpDep, order_id: str, name: str, body: object
 ) -> Order:
     pid = await process.order_process(erp, order_id)
-    result: Order = await client.get_workflow_handle(pid).execute_update(
-        name, body, result_type=Order
-    )
-    return result
+    return await process.update(client, pid, name, body, Order)
 
 
 @router.post("/{order_id}/shipments/{shipment_id}/events", response_model=Order)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from temporalio.service import RPCError, RPCStatusCode
 
+from api import process
 from api.deps import Operator, SettingsDep, TemporalDep, Viewer
 from domain.errors import InvalidInput
 from workflows.contracts.common import (
@@ -167,10 +168,7 @@ async def get(
 @router.post("/{process_id}/retry", response_model=OperatorAck)
 async def retry(process_id: str, _: Operator, client: TemporalDep) -> OperatorAck:
     """Run the failed step again."""
-    ack: OperatorAck = await client.get_workflow_handle(process_id).execute_update(
-        "retry", result_type=OperatorAck
-    )
-    return ack
+    return await process.update(client, process_id, "retry", None, OperatorAck)
 
 
 @router.post("/{process_id}/skip", response_model=OperatorAck)
@@ -178,10 +176,7 @@ async def skip(
     process_id: str, _: Operator, client: TemporalDep, body: SkipRequest | None = None
 ) -> OperatorAck:
     """Mark the failed step done with the given result and continue."""
-    ack: OperatorAck = await client.get_workflow_handle(process_id).execute_update(
-        "skip", body or SkipRequest(), result_type=OperatorAck
-    )
-    return ack
+    return await process.update(client, process_id, "skip", body or SkipRequest(), OperatorAck)
 
 
 @router.post("/{process_id}/abort", response_model=OperatorAck)
@@ -190,7 +185,4 @@ async def abort(
 ) -> OperatorAck:
     """Compensate what the process did and end it (409 when what it did cannot be
     compensated, such as an order whose goods have shipped)."""
-    ack: OperatorAck = await client.get_workflow_handle(process_id).execute_update(
-        "abort", body, result_type=OperatorAck
-    )
-    return ack
+    return await process.update(client, process_id, "abort", body, OperatorAck)

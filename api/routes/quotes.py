@@ -18,6 +18,7 @@ from workflows.contracts.quote_to_order import (
     Quote,
     QuoteCreate,
     initial_quote,
+    quote_process_id,
 )
 
 router = APIRouter(prefix="/v1/quotes", tags=["quotes"])
@@ -60,9 +61,7 @@ async def get(quote_id: str, _: Viewer, state: StateDep) -> Quote:
 
 
 async def _update(client: TemporalDep, quote_id: str, name: str, body: object) -> Quote:
-    handle = await process.quote_handle(client, quote_id)
-    result: Quote = await handle.execute_update(name, body, result_type=Quote)
-    return result
+    return await process.update(client, quote_process_id(quote_id), name, body, Quote)
 
 
 @router.post("/{quote_id}/approve", response_model=Quote)

@@ -156,7 +156,9 @@ async def test_operator_retries_a_step_that_failed_while_the_gateway_was_down(
     order = await stack.poll(f"/v1/orders/{order_id}", lambda o: o["status"] == "completed")
     assert order["failed_step"] is None
     r = await http.post(f"/v1/processes/{order['process_id']}/retry")
-    assert r.status_code == 409
+    assert r.status_code == 409, r.text  # the process has ended
+    r = await http.post("/v1/processes/q2o-ord_never/retry")
+    assert r.status_code == 404, r.text
 
 
 async def test_quote_on_a_test_clock_expires_when_the_clock_passes_validity(stack: Stack) -> None:
