@@ -193,8 +193,10 @@ async def update(client: Client, process_id: str, name: str, arg: Any, result_ty
     apart."""
     handle = client.get_workflow_handle(process_id)
     try:
-        args = [] if arg is None else [arg]
-        result: M = await handle.execute_update(name, args=args, result_type=result_type)
+        if arg is None:
+            result: M = await handle.execute_update(name, result_type=result_type)
+        else:
+            result = await handle.execute_update(name, arg, result_type=result_type)
         return result
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:

@@ -165,7 +165,8 @@ def test_operator_sees_the_failed_step_and_retries_it(served: tuple[str, _Client
         assert client.calls == []
         page.once("dialog", lambda d: d.accept())
         page.click("#retry")
-        page.wait_for_function("document.querySelector('#message').textContent.includes('retry')")
+        # A locator waits without evaluating script text (the console's CSP forbids eval).
+        page.locator("#message", has_text="retry").wait_for()
         assert client.calls == ["retry"]
         page.screenshot(path=str(Path("/tmp/o2c-console.png")))
         browser.close()
