@@ -13,7 +13,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from api import errors, openapi
 from api.deps import AppState, TemporalProvider
-from api.guard import RefuseNul
+from api.guard import EdgeGuard
 from api.metrics import Metrics, MetricsMiddleware
 from api.routes import (
     catalog,
@@ -59,7 +59,7 @@ def create_app(settings: Settings, systems: Systems, temporal: TemporalProvider)
     )
     app.state.o2c = AppState(settings=settings, systems=systems, temporal=temporal)
     app.state.metrics = Metrics()
-    app.add_middleware(RefuseNul)  # inside the metrics: refusals are counted too
+    app.add_middleware(EdgeGuard)  # inside the metrics: refusals are counted too
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     errors.install(app)
     openapi.install(app)

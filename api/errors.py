@@ -115,9 +115,7 @@ def _update_failed(_: Request, exc: Exception) -> JSONResponse:
 
 def _rpc(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RPCError)
-    if exc.status == RPCStatusCode.NOT_FOUND:
-        if "completed" in exc.message.lower():
-            return problem(409, "the process has ended: nothing waits for this", "conflict")
+    if exc.status == RPCStatusCode.NOT_FOUND:  # Updates tell an ended run apart themselves
         return problem(404, "no such process", "not_found")
     if exc.status in (RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.FAILED_PRECONDITION):
         return problem(409, exc.message, "conflict")

@@ -44,8 +44,9 @@ def _body_has_nul(body: bytes) -> bool:
         return False  # not JSON (or nested past parsing): the route's parsing answers it
 
 
-class RefuseNul:
-    """ASGI middleware: 422 for a NUL in the path, the query string or a JSON body."""
+class EdgeGuard:
+    """ASGI middleware: 413 for a body over ``MAX_BODY``, 422 for a NUL in the path, the
+    query string or a JSON body."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

@@ -134,9 +134,13 @@ async def _catch_up(client: Client, erp: Erp, process_id: str, started: ClockRef
     every process but this one: send it the time it missed."""
     clock = await run_in_threadpool(erp.get_clock, started.clock_id)
     if clock.frozen_time > started.frozen_time:
-        await client.get_workflow_handle(process_id).signal(
-            "advance_clock", ClockAdvance(frozen_time=clock.frozen_time)
-        )
+        try:
+            await client.get_workflow_handle(process_id).signal(
+                "advance_clock", ClockAdvance(frozen_time=clock.frozen_time)
+            )
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:  # ended already: nothing was due
+                raise
 
 
 async def _document(erp: Erp, kind: str, doc_id: str) -> dict[str, Any] | None:

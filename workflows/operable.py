@@ -126,6 +126,11 @@ def conflict(message: str) -> ApplicationError:
     return ApplicationError(message, type="conflict", non_retryable=True)
 
 
+def not_found(message: str) -> ApplicationError:
+    """The error an Update validator raises for an id the process does not have (404)."""
+    return ApplicationError(message, type="not_found", non_retryable=True)
+
+
 class OperableWorkflow:
     """Base class of every o2c workflow (see the module docstring)."""
 

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.erp import ErpActivities
@@ -65,7 +64,13 @@ with workflow.unsafe.imports_passed_through():
         initial_order,
         initial_quote,
     )
-    from workflows.operable import BusinessFailure, OperableWorkflow, ProcessInterrupted, conflict
+    from workflows.operable import (
+        BusinessFailure,
+        OperableWorkflow,
+        ProcessInterrupted,
+        conflict,
+        not_found,
+    )
 
 # A backordered order re-checks stock at least this often, even if no adjustment signal
 # reaches it (a missed signal must not strand an order).
@@ -573,11 +578,7 @@ class QuoteToOrderWorkflow(OperableWorkflow):
             raise conflict("no order has been placed yet")
         shipment = next((s for s in self.order.shipments if s.id == event.shipment_id), None)
         if shipment is None:
-            raise ApplicationError(
-                f"order {self.order.id} has no shipment {event.shipment_id}",
-                type="not_found",
-                non_retryable=True,
-            )
+            raise not_found(f"order {self.order.id} has no shipment {event.shipment_id}")
         if self._interrupt is not None or self._compensating:
             raise conflict(f"order {self.order.id} is being cancelled: shipments cannot move")
         if self.order.status not in ("confirmed", "fulfilling", "needs_attention"):
@@ -609,11 +610,14 @@ class QuoteToOrderWorkflow(OperableWorkflow):
             raise conflict("order is already being cancelled")
         if self.order.status not in CANCELLABLE and self.order.status != "needs_attention":
             raise conflict(f"order is {self.order.status}: it can no longer be cancelled")
-        if any(s.status != "pending" for s in self.order.shipments):
+        if self._goods_shipped():
             raise conflict("goods have shipped: return them instead of cancelling")
 
+    def _goods_shipped(self) -> bool:
+        return self.order is not None and any(s.status != "pending" for s in self.order.shipments)
+
     def abort_refusal(self) -> str | None:
-        if self.order is not None and any(s.status != "pending" for s in self.order.shipments):
+        if self._goods_shipped():
             # Shipped goods cannot be compensated: their invoice stands and their stock has
             # left. The failed step is retried or skipped; returns are their own process.
             return "goods have shipped: retry or skip the step instead of aborting"

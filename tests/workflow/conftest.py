@@ -25,6 +25,7 @@ from systems.erp.embedded import EmbeddedErp
 from systems.payments.sandbox import SandboxGateway
 from systems.quoting import credit_snapshot, price_request, process_input
 from systems.registry import Systems
+from tests.factories import CARD_OK, add_card, catalog, customer
 from tests.fakes.notifier import FakeNotifier
 from worker import build_worker
 from workflows.contracts.common import ClockRef, ProcessView
@@ -39,6 +40,8 @@ from workflows.quote_to_order import QuoteToOrderWorkflow
 
 M = TypeVar("M", bound=BaseModel)
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+SETUP = [{"sku": "SETUP", "quantity": 1}]
+WIDGETS = [{"sku": "WIDGET-1", "quantity": 3}]
 
 
 @dataclass
@@ -163,3 +166,11 @@ async def h(ts_env: WorkflowEnvironment, db_url: str) -> AsyncIterator[Harness]:
     async with worker:
         yield Harness(ts_env, systems, notifier, gateway, queue)
     engine.dispose()
+
+
+async def card_customer(h: Harness, card: str = CARD_OK, **kw: str) -> str:
+    """The catalog, and a customer with ``card`` on file (``kw``: ``customer``'s options)."""
+    catalog(h.erp)
+    c = customer(h.erp, **kw)  # type: ignore[arg-type]
+    await add_card(h.erp, h.gateway, c.id, card)
+    return c.id

@@ -13,8 +13,8 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from api import process
 from settings import Settings
-from tests.factories import add_card, catalog, customer
-from tests.workflow.conftest import START, Harness
+from tests.factories import catalog, customer
+from tests.workflow.conftest import SETUP, START, WIDGETS, Harness, card_customer
 from workflows.contracts.common import ClockAdvance, ClockRef, ClockStatus, SkipRequest
 from workflows.contracts.quote_to_order import (
     CancelRequest,
@@ -24,16 +24,6 @@ from workflows.contracts.quote_to_order import (
     initial_order,
 )
 
-SETUP = [{"sku": "SETUP", "quantity": 1}]
-WIDGETS = [{"sku": "WIDGET-1", "quantity": 3}]
-
-
-async def _customer(h: Harness, **kw: str) -> str:
-    catalog(h.erp)
-    c = customer(h.erp, **kw)  # type: ignore[arg-type]
-    await add_card(h.erp, h.gateway, c.id)
-    return c.id
-
 
 def _event(shipment: str, event: str) -> ShipmentEventUpdate:
     return ShipmentEventUpdate(shipment_id=shipment, event=event)
@@ -42,7 +32,7 @@ def _event(shipment: str, event: str) -> ShipmentEventUpdate:
 async def test_carrier_events_that_arrive_before_fulfilment_are_all_acted_on(h: Harness) -> None:
     """Shipped and delivered both reported while the services charge waits for an
     operator: once it is retried, the goods are still committed, invoiced and charged."""
-    cid = await _customer(h)
+    cid = await card_customer(h)
     h.set_fault("payments", "down")
     handle = await h.start(await h.input(cid, SETUP + WIDGETS, quote=False, payment="card_on_file"))
     await h.env.sleep(timedelta(minutes=2))
@@ -63,7 +53,7 @@ async def test_carrier_events_that_arrive_before_fulfilment_are_all_acted_on(h: 
 
 
 async def test_a_carrier_event_is_refused_while_the_order_is_being_cancelled(h: Harness) -> None:
-    cid = await _customer(h)
+    cid = await card_customer(h)
     handle = await h.start(await h.input(cid, WIDGETS, quote=False, payment="invoice"))
     order = await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
     h.set_fault("erp", "down")  # the compensation's first step needs an operator
@@ -82,7 +72,7 @@ async def test_a_carrier_event_is_refused_while_the_order_is_being_cancelled(h: 
 
 
 async def test_a_skipped_shipment_invoice_leaves_the_shipment_without_one(h: Harness) -> None:
-    cid = await _customer(h)
+    cid = await card_customer(h)
     handle = await h.start(await h.input(cid, SETUP + WIDGETS, quote=False, payment="invoice"))
     order = await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
     services_invoice = order.invoice_ids[0]
@@ -113,7 +103,7 @@ async def test_stock_arriving_while_the_backorder_is_registered_is_not_missed(
 ) -> None:
     """Restocked between the refused reservation and the backorder's registration: no
     signal reaches the order (it was not registered yet), so it looks again itself."""
-    cid = await _customer(h)
+    cid = await card_customer(h)
     register = h.erp.add_backorder
 
     def restocked_first(process_id: str, skus: list[str]) -> None:

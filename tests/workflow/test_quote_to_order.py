@@ -13,8 +13,8 @@ from temporalio.exceptions import ApplicationError
 
 from domain.errors import NotFound
 from systems.records import PriceItem
-from tests.factories import CARD_DECLINED, CARD_OK, CARD_TIMEOUT, add_card, catalog, customer
-from tests.workflow.conftest import START, Harness
+from tests.factories import CARD_DECLINED, CARD_TIMEOUT, catalog, customer
+from tests.workflow.conftest import SETUP, START, WIDGETS, Harness, card_customer
 from workflows.contracts.common import AbortRequest, ClockAdvance, ClockStatus, SkipRequest
 from workflows.contracts.quote_to_order import (
     AcceptRequest,
@@ -25,16 +25,6 @@ from workflows.contracts.quote_to_order import (
     ShipmentEventUpdate,
 )
 
-SETUP = [{"sku": "SETUP", "quantity": 1}]
-WIDGETS = [{"sku": "WIDGET-1", "quantity": 3}]
-
-
-async def _card_customer(h: Harness, card: str = CARD_OK, **kw: str) -> str:
-    catalog(h.erp)
-    c = customer(h.erp, **kw)  # type: ignore[arg-type]
-    await add_card(h.erp, h.gateway, c.id, card)
-    return c.id
-
 
 def _conflict(err: WorkflowUpdateFailedError) -> str:
     assert isinstance(err.cause, ApplicationError)
@@ -42,7 +32,7 @@ def _conflict(err: WorkflowUpdateFailedError) -> str:
 
 
 async def test_approved_quote_accepted_with_card_completes_and_is_paid(h: Harness) -> None:
-    cid = await _card_customer(h)
+    cid = await card_customer(h)
     handle = await h.start(await h.input(cid, SETUP, discount="0.25"))
     quote = await h.quote(handle)
     assert quote.status == "pending_approval" and quote.requires_approval
@@ -90,7 +80,7 @@ async def test_approved_quote_accepted_with_card_completes_and_is_paid(h: Harnes
 async def test_a_starter_that_wrote_the_first_read_model_is_not_overwritten_by_it(
     h: Harness,
 ) -> None:
-    cid = await _card_customer(h)
+    cid = await card_customer(h)
     for first_document_saved in (False, True):
         inp = await h.input(cid, SETUP, discount="0.25")
         handle = await h.start(
@@ -111,7 +101,7 @@ async def test_a_starter_that_wrote_the_first_read_model_is_not_overwritten_by_i
 
 
 async def test_rejected_and_declined_quotes_end_without_an_order(h: Harness) -> None:
-    cid = await _card_customer(h)
+    cid = await card_customer(h)
     rejected = await h.start(await h.input(cid, SETUP, discount="0.50"))
     await rejected.execute_update("reject", NoteRequest(note="too much"))
     result = await rejected.result()
@@ -124,7 +114,7 @@ async def test_rejected_and_declined_quotes_end_without_an_order(h: Harness) -> 
 
 
 async def test_quote_expires_when_validity_ends(h: Harness) -> None:
-    cid = await _card_customer(h)
+    cid = await card_customer(h)
     handle = await h.start(await h.input(cid, SETUP, valid_days=7))
     await h.env.sleep(timedelta(days=6))
     assert (await h.quote(handle)).status == "open"
@@ -137,7 +127,7 @@ async def test_quote_expires_when_validity_ends(h: Harness) -> None:
 async def test_quote_on_a_test_clock_expires_by_the_clock_not_the_wall(h: Harness) -> None:
     from workflows.contracts.common import ClockRef
 
-    cid = await _card_customer(h)
+    cid = await card_customer(h)
     clock = ClockRef(clock_id="clk_test", frozen_time=START)
     handle = await h.start(await h.input(cid, SETUP, valid_days=30, clock=clock))
     await h.env.sleep(timedelta(days=60))  # the wall clock moves; the test clock does not
@@ -157,7 +147,7 @@ async def test_quote_on_a_test_clock_expires_by_the_clock_not_the_wall(h: Harnes
 
 
 async def test_credit_hold_waits_for_release_then_completes(h: Harness) -> None:
-    cid = await _card_customer(h, credit_limit="100.00")
+    cid = await card_customer(h, credit_limit="100.00")
     handle = await h.start(await h.input(cid, SETUP, quote=False, payment="invoice"))
     held = await h.until(handle, "order", Order, lambda o: o.status == "credit_hold")
     assert held.hold_reason is not None and "exceeds credit limit 100.00" in held.hold_reason
@@ -198,7 +188,7 @@ async def test_an_order_placed_with_its_credit_position_is_checked_on_it_alone(
 
 
 async def test_an_order_over_the_limit_at_placement_is_held(h: Harness) -> None:
-    cid = await _card_customer(h, credit_limit="100.00")
+    cid = await card_customer(h, credit_limit="100.00")
     h.set_fault("erp", "down")
     inp = await h.input(cid, SETUP, quote=False, payment="invoice", credit=True)
     handle = await h.start(inp)
@@ -209,7 +199,7 @@ async def test_an_order_over_the_limit_at_placement_is_held(h: Harness) -> None:
 
 
 async def test_a_free_order_paid_by_card_completes_without_a_charge(h: Harness) -> None:
-    cid = await _card_customer(h)
+    cid = await card_customer(h)
     h.erp.set_prices(cid, [PriceItem(sku="SETUP", unit_price=Decimal("0.00"))])
     handle = await h.start(await h.input(cid, SETUP, quote=False, payment="card_on_file"))
     result = await handle.result()
@@ -221,7 +211,7 @@ async def test_a_free_order_paid_by_card_completes_without_a_charge(h: Harness) 
 
 
 async def test_credit_hold_cancelled_compensates_nothing_and_ends(h: Harness) -> None:
-    cid = await _card_customer(h, credit_limit="0.00")
+    cid = await card_customer(h, credit_limit="0.00")
     handle = await h.start(await h.input(cid, WIDGETS, quote=False, payment="invoice"))
     await h.until(handle, "order", Order, lambda o: o.status == "credit_hold")
     await h.update_accepted(handle, "cancel", CancelRequest(reason="customer changed mind"))
@@ -232,7 +222,7 @@ async def test_credit_hold_cancelled_compensates_nothing_and_ends(h: Harness) ->
 
 
 async def test_backorder_waits_for_stock_and_continues_when_it_arrives(h: Harness) -> None:
-    cid = await _card_customer(h)
+    cid = await card_customer(h)
     handle = await h.start(
         await h.input(cid, [{"sku": "WIDGET-1", "quantity": 15}], quote=False, payment="invoice")
     )
@@ -253,7 +243,7 @@ async def test_backorder_waits_for_stock_and_continues_when_it_arrives(h: Harnes
 
 
 async def test_backorder_rechecks_stock_even_without_a_signal(h: Harness) -> None:
-    cid = await _card_customer(h)
+    cid = await card_customer(h)
     handle = await h.start(
         await h.input(cid, [{"sku": "WIDGET-1", "quantity": 12}], quote=False, payment="invoice")
     )
@@ -264,7 +254,7 @@ async def test_backorder_rechecks_stock_even_without_a_signal(h: Harness) -> Non
 
 
 async def test_physical_order_invoices_and_charges_on_shipment_then_completes(h: Harness) -> None:
-    cid = await _card_customer(h)
+    cid = await card_customer(h)
     handle = await h.start(await h.input(cid, WIDGETS, quote=False, payment="card_on_file"))
     order = await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
     assert order.invoice_ids == [] and len(order.shipments) == 1
@@ -306,7 +296,7 @@ async def test_physical_order_invoices_and_charges_on_shipment_then_completes(h:
 
 
 async def test_cancel_compensates_stock_invoice_refund_and_erp_order(h: Harness) -> None:
-    cid = await _card_customer(h)
+    cid = await card_customer(h)
     handle = await h.start(await h.input(cid, SETUP + WIDGETS, quote=False, payment="card_on_file"))
     order = await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
     paid = h.erp.get_invoice(order.invoice_ids[0])
@@ -340,7 +330,7 @@ async def test_cancel_compensates_stock_invoice_refund_and_erp_order(h: Harness)
 
 
 async def test_money_paid_by_transfer_asks_an_operator_while_compensating(h: Harness) -> None:
-    cid = await _card_customer(h)
+    cid = await card_customer(h)
     handle = await h.start(await h.input(cid, SETUP + WIDGETS, quote=False, payment="invoice"))
     order = await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
     invoice = h.erp.get_invoice(order.invoice_ids[0])
@@ -366,7 +356,7 @@ async def test_money_paid_by_transfer_asks_an_operator_while_compensating(h: Har
 
 async def test_abort_is_refused_once_goods_have_shipped(h: Harness) -> None:
     """Shipped goods cannot be compensated: their invoice stands and their stock has left."""
-    cid = await _card_customer(h)
+    cid = await card_customer(h)
     handle = await h.start(await h.input(cid, WIDGETS, quote=False, payment="card_on_file"))
     order = await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
     shipment = order.shipments[0].id
@@ -393,7 +383,7 @@ async def test_abort_is_refused_once_goods_have_shipped(h: Harness) -> None:
 
 
 async def test_failed_step_needs_attention_then_retry_completes(h: Harness) -> None:
-    cid = await _card_customer(h)
+    cid = await card_customer(h)
     h.set_fault("erp", "down")
     handle = await h.start(await h.input(cid, SETUP, quote=False, payment="invoice"))
     await h.env.sleep(timedelta(minutes=2))
@@ -412,7 +402,7 @@ async def test_failed_step_needs_attention_then_retry_completes(h: Harness) -> N
 
 
 async def test_skip_continues_with_the_given_result(h: Harness) -> None:
-    cid = await _card_customer(h)
+    cid = await card_customer(h)
     h.set_fault("payments", "down")
     handle = await h.start(await h.input(cid, SETUP, quote=False, payment="card_on_file"))
     await h.env.sleep(timedelta(minutes=2))
@@ -431,7 +421,7 @@ async def test_skip_continues_with_the_given_result(h: Harness) -> None:
 
 async def test_a_refused_email_asks_an_operator_at_once(h: Harness) -> None:
     """A permanent SMTP refusal is not retried (it would be refused again)."""
-    cid = await _card_customer(h)
+    cid = await card_customer(h)
     h.notifier.refused.add("billing@acme.example")
     handle = await h.start(await h.input(cid, SETUP, quote=False, payment="invoice"))
     order = await h.until(handle, "order", Order, lambda o: o.status == "needs_attention")
@@ -445,7 +435,7 @@ async def test_a_refused_email_asks_an_operator_at_once(h: Harness) -> None:
 
 
 async def test_abort_compensates_and_ends_cancelled(h: Harness) -> None:
-    cid = await _card_customer(h)
+    cid = await card_customer(h)
     h.set_fault("notifications", "down")
     handle = await h.start(await h.input(cid, WIDGETS, quote=False, payment="invoice"))
     await h.env.sleep(timedelta(minutes=2))
@@ -463,7 +453,7 @@ async def test_abort_compensates_and_ends_cancelled(h: Harness) -> None:
 
 
 async def test_charge_timed_out_after_charging_is_retried_and_charged_once(h: Harness) -> None:
-    cid = await _card_customer(h, card=CARD_TIMEOUT)
+    cid = await card_customer(h, card=CARD_TIMEOUT)
     handle = await h.start(await h.input(cid, SETUP, quote=False, payment="card_on_file"))
     result = await handle.result()
     assert result.order is not None and result.order.status == "completed"
@@ -476,7 +466,7 @@ async def test_charge_timed_out_after_charging_is_retried_and_charged_once(h: Ha
 
 
 async def test_declined_card_leaves_invoice_open_and_order_completes(h: Harness) -> None:
-    cid = await _card_customer(h, card=CARD_DECLINED)
+    cid = await card_customer(h, card=CARD_DECLINED)
     handle = await h.start(await h.input(cid, SETUP, quote=False, payment="card_on_file"))
     result = await handle.result()
     assert result.order is not None and result.order.status == "completed"
@@ -486,7 +476,7 @@ async def test_declined_card_leaves_invoice_open_and_order_completes(h: Harness)
 
 
 async def test_cancel_during_a_running_step_takes_effect_when_the_step_ends(h: Harness) -> None:
-    cid = await _card_customer(h)
+    cid = await card_customer(h)
     h.set_fault("notifications", "slow")  # the confirmation e-mail takes two seconds
     handle = await h.start(await h.input(cid, SETUP, quote=False, payment="card_on_file"))
     await h.until(
