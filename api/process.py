@@ -102,6 +102,10 @@ async def start(
         inp.clock.clock_id if inp.clock else None,
     )
     inp = inp.model_copy(update={"first_document_saved": True})
+    if inp.clock is not None:
+        # Before the start: an advance reaches the process even while Temporal's
+        # visibility does not list it yet.
+        await run_in_threadpool(erp.register_clock_process, inp.clock.clock_id, inp.process_id)
     try:
         await client.start_workflow(
             WORKFLOW,

@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Admin, ErpDep, StateDep, sandbox_only
 from api.errors import TemporalUnavailable
 from api.idempotency import IDEMPOTENT, idempotent
+from systems.ports import Erp
 from systems.records import Fault, FaultSet, Role, TestClock, TestClockCreate
 from workflows.contracts.common import SA_TEST_CLOCK, ClockAdvance, ClockStatus
 
@@ -64,12 +66,29 @@ def _clock_query(clock_id: str) -> str:
     return f"{SA_TEST_CLOCK} = '{clock_id}' AND ExecutionStatus = 'Running'"
 
 
-async def _signal_all(client: Client, clock: TestClock, only_behind: bool) -> bool:
-    """Send the clock's time to its running processes; True when every one has settled."""
-    settled = True
-    async for wf in client.list_workflows(_clock_query(clock.id)):
-        handle = client.get_workflow_handle(wf.id)
+# A process registered on a clock that Temporal does not know (yet) is being started for so
+# long; its starter sends it the clock's time once it runs. Later, its start failed.
+STARTING_GRACE = timedelta(seconds=60)
+
+
+async def _signal_all(client: Client, erp: Erp, clock: TestClock, only_behind: bool) -> bool:
+    """Send the clock's time to its running processes; True when every one has settled.
+
+    The processes are those Temporal's visibility lists as running on the clock and those
+    their starters registered on it (visibility is eventually consistent: a process
+    started a moment ago may be missing there). A registered process visibility does not
+    list is looked up; found ended, it leaves the register."""
+    registered = await run_in_threadpool(erp.clock_processes, clock.id)
+    listed = {wf.id async for wf in client.list_workflows(_clock_query(clock.id))}
+    settled, ended = True, []
+    for pid in dict.fromkeys([*registered, *listed]):
+        handle = client.get_workflow_handle(pid)
         try:
+            if pid not in listed:
+                described = await handle.describe()
+                if described.status != WorkflowExecutionStatus.RUNNING:
+                    ended.append(pid)
+                    continue
             if only_behind:
                 status = await handle.query("clock_status", result_type=ClockStatus)
                 if status.settled_time is not None and status.settled_time >= clock.frozen_time:
@@ -77,9 +96,16 @@ async def _signal_all(client: Client, clock: TestClock, only_behind: bool) -> bo
                 settled = False
             await handle.signal("advance_clock", ClockAdvance(frozen_time=clock.frozen_time))
         except RPCError as exc:
-            log.info("process %s on clock %s: %s", wf.id, clock.id, exc.message)
-            if exc.status != RPCStatusCode.NOT_FOUND:  # ended meanwhile: nothing left due
+            log.info("process %s on clock %s: %s", pid, clock.id, exc.message)
+            if exc.status != RPCStatusCode.NOT_FOUND:
                 settled = False  # its state is unknown: not ready yet
+            elif pid in registered and datetime.now(UTC) - registered[pid] < STARTING_GRACE:
+                settled = False  # still being started
+            else:
+                ended.append(pid)  # ended meanwhile (or never started): nothing left due
+    await run_in_threadpool(
+        erp.forget_clock_processes, clock.id, [x for x in ended if x in registered]
+    )
     return settled
 
 
@@ -92,8 +118,9 @@ async def advance_clock(
     When Temporal is unreachable the clock still moves (503); the same advance retried
     answers the clock and re-sends its time, as reading it later does for every process
     that has not caught up."""
-    clock = await run_in_threadpool(state.systems.erp.advance_clock, clock_id, body.frozen_time)
-    await _signal_all(await state.temporal.get(), clock, only_behind=False)
+    erp = state.systems.erp
+    clock = await run_in_threadpool(erp.advance_clock, clock_id, body.frozen_time)
+    await _signal_all(await state.temporal.get(), erp, clock, only_behind=False)
     return clock
 
 
@@ -103,7 +130,7 @@ async def get_clock(clock_id: str, _: Admin, _s: Sandbox, state: StateDep) -> Te
     erp = state.systems.erp
     clock = await run_in_threadpool(erp.get_clock, clock_id)
     if clock.status == "advancing" and await _signal_all(
-        await state.temporal.get(), clock, only_behind=True
+        await state.temporal.get(), erp, clock, only_behind=True
     ):
         clock = await run_in_threadpool(erp.mark_clock_ready, clock_id, clock.frozen_time)
     return clock

@@ -10,14 +10,22 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, delete, text
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from domain.errors import Conflict, NotFound
 from systems.db import insert_for, read_connection, unit_of_work, utcnow, write_connection
 from systems.erp.common import ErpBase, require
-from systems.erp.tables import ApiKeyRow, ClockRow, DocumentRow, FaultRow, IdempotencyRow
+from systems.erp.tables import (
+    ApiKeyRow,
+    ClockProcessRow,
+    ClockRow,
+    DocumentRow,
+    FaultRow,
+    IdempotencyRow,
+)
 from systems.ids import new_id
 from systems.records import IDEMPOTENCY_PENDING as PENDING
 from systems.records import ApiKey, Fault, FaultMode, Role, SystemName, TestClock
@@ -31,6 +39,7 @@ def _hash(secret: str) -> str:
 
 _DOCUMENTS = DocumentRow.__table__  # type: ignore[attr-defined]
 _FAULTS = FaultRow.__table__  # type: ignore[attr-defined]
+_CLOCK_PROCESSES = ClockProcessRow.__table__  # type: ignore[attr-defined]
 _DOCUMENT_BODY = select(_DOCUMENTS.c.body).where(
     _DOCUMENTS.c.kind == bindparam("kind"), _DOCUMENTS.c.doc_id == bindparam("doc_id")
 )
@@ -206,6 +215,35 @@ class PlatformMixin(ErpBase):
                 row.status = "ready"
                 s.add(row)
             return TestClock.model_validate(row, from_attributes=True)
+
+    def register_clock_process(self, clock_id: str, process_id: str) -> None:
+        """Record that ``process_id`` lives on the clock (before it is started; a retry of
+        the same start changes nothing)."""
+        stmt = insert_for(self._engine.dialect.name, _CLOCK_PROCESSES).values(
+            clock_id=clock_id, process_id=process_id, registered_at=utcnow()
+        )
+        with write_connection(self._engine) as conn:
+            conn.execute(stmt.on_conflict_do_nothing(index_elements=["clock_id", "process_id"]))
+
+    def clock_processes(self, clock_id: str) -> dict[str, datetime]:
+        """The processes registered on the clock that have not been found ended, each with
+        the time it was registered."""
+        c = _CLOCK_PROCESSES.c
+        query = sa_select(c.process_id, c.registered_at).where(c.clock_id == clock_id)
+        with read_connection(self._engine) as conn:
+            return {row.process_id: row.registered_at for row in conn.execute(query)}
+
+    def forget_clock_processes(self, clock_id: str, process_ids: list[str]) -> None:
+        """Drop processes found ended from the clock's register."""
+        if not process_ids:
+            return
+        c = _CLOCK_PROCESSES.c
+        with write_connection(self._engine) as conn:
+            conn.execute(
+                delete(_CLOCK_PROCESSES).where(
+                    c.clock_id == clock_id, c.process_id.in_(process_ids)
+                )
+            )
 
     def set_fault(self, system: SystemName, mode: FaultMode) -> Fault:
         stmt = insert_for(self._engine.dialect.name, _FAULTS).values(system=system, mode=mode)

@@ -258,6 +258,16 @@ class ClockRow(SQLModel, table=True):
     created_at: datetime = stamp()
 
 
+class ClockProcessRow(SQLModel, table=True):
+    """A process that lives on a test clock, registered by its starter before it starts, so
+    the clock reaches it before Temporal's visibility (eventually consistent) lists it."""
+
+    __tablename__ = "platform_clock_processes"
+    clock_id: str = Field(primary_key=True)
+    process_id: str = Field(primary_key=True)
+    registered_at: datetime = stamp()
+
+
 class FaultRow(SQLModel, table=True):
     __tablename__ = "platform_faults"
     system: str = Field(primary_key=True)

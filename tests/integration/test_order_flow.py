@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
+from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api.app import app_from_settings
@@ -193,6 +195,36 @@ async def test_quote_on_a_test_clock_expires_when_the_clock_passes_validity(stac
         f"/v1/test-clocks/{clock['id']}/advance", json={"frozen_time": "2025-12-31T00:00:00Z"}
     )
     assert r.status_code == 409
+
+
+async def test_a_clock_reaches_a_process_visibility_does_not_list_yet(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Temporal's visibility lags behind a start: here it lists nothing at all. An advance
+    right after the quote still expires it, and the clock turns ready only after that."""
+
+    async def nothing_listed() -> AsyncIterator[Any]:
+        for _ in ():
+            yield _
+
+    monkeypatch.setattr(Client, "list_workflows", lambda self, *a, **k: nothing_listed())
+    http = stack.http
+    r = await http.post("/v1/test-clocks", json={"frozen_time": "2026-01-01T00:00:00Z"})
+    clock = r.json()
+    cid = await _setup(stack, test_clock_id=clock["id"])
+    lines = [{"sku": "SETUP", "quantity": 1}]
+    r = await http.post("/v1/quotes", json={"customer_id": cid, "lines": lines, "valid_days": 10})
+    assert r.status_code == 201, r.text
+    quote = r.json()
+    advance = f"/v1/test-clocks/{clock['id']}/advance"
+    r = await http.post(advance, json={"frozen_time": "2026-01-12T00:00:00Z"})
+    assert r.status_code == 200 and r.json()["status"] == "advancing"
+    await stack.poll(f"/v1/test-clocks/{clock['id']}", lambda c: c["status"] == "ready")
+    assert (await http.get(f"/v1/quotes/{quote['id']}")).json()["status"] == "expired"
+    # The expired quote's process has ended: the clock, reading it, drops it from its register.
+    await http.post(advance, json={"frozen_time": "2026-01-13T00:00:00Z"})
+    await stack.poll(f"/v1/test-clocks/{clock['id']}", lambda c: c["status"] == "ready")
+    assert stack.systems.erp.clock_processes(clock["id"]) == {}
 
 
 async def test_an_order_retried_with_its_idempotency_key_starts_one_process(stack: Stack) -> None:

@@ -459,3 +459,25 @@ def test_a_clock_is_marked_ready_only_at_the_time_its_processes_were_seen_at(
     erp.advance_clock(clock.id, start + timedelta(days=2))  # after the processes were seen
     assert erp.mark_clock_ready(clock.id, start + timedelta(days=1)).status == "advancing"
     assert erp.mark_clock_ready(clock.id, start + timedelta(days=2)).status == "ready"
+
+
+def test_a_clock_registers_its_processes_once_until_they_are_found_ended(
+    erp: EmbeddedErp,
+) -> None:
+    clock = erp.create_clock(datetime(2026, 1, 1, tzinfo=UTC))
+    other = erp.create_clock(datetime(2026, 1, 1, tzinfo=UTC))
+    before = datetime.now(UTC)
+    erp.register_clock_process(clock.id, "q2o-ord_a")
+    erp.register_clock_process(clock.id, "q2o-ord_a")  # a retried start
+    erp.register_clock_process(clock.id, "q2o-ord_b")
+    erp.register_clock_process(other.id, "q2o-ord_c")
+    registered = erp.clock_processes(clock.id)
+    assert sorted(registered) == ["q2o-ord_a", "q2o-ord_b"]
+    assert all(
+        before - timedelta(seconds=1) <= at <= datetime.now(UTC) for at in registered.values()
+    )
+    erp.forget_clock_processes(clock.id, ["q2o-ord_a", "q2o-ord_c"])  # c is another clock's
+    assert list(erp.clock_processes(clock.id)) == ["q2o-ord_b"]
+    assert list(erp.clock_processes(other.id)) == ["q2o-ord_c"]
+    erp.forget_clock_processes(clock.id, [])
+    assert list(erp.clock_processes(clock.id)) == ["q2o-ord_b"]
