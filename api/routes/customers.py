@@ -55,8 +55,11 @@ def customer_today(erp: Erp, customer: Customer) -> datetime:
 
 
 def _with_account(erp: Erp, customer_id: str) -> Customer:
-    c = erp.get_customer(customer_id)
-    return c.model_copy(update={"account": erp.account(c.id, customer_today(erp, c).date())})
+    """The customer and its account as of one moment (one read transaction; the customer
+    is read first only to learn whose clock says what day it is)."""
+    today = customer_today(erp, erp.get_customer(customer_id)).date()
+    view = erp.credit_view(customer_id, today)
+    return view.customer.model_copy(update={"account": view.account})
 
 
 @router.post("", status_code=201, response_model=Customer, openapi_extra=IDEMPOTENT)
