@@ -49,6 +49,7 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.erp
+	$(BIN)/python -m bench.footprint
 	$(BIN)/python -m bench.orders
 
 clean:

@@ -5,6 +5,8 @@
 in it — the same search attributes, status upserts, local and regular activities in the
 same order — so its rate is the ceiling an order could reach if pricing, the ERP, the
 gateway, SMTP and the HTTP API cost nothing.
+``LocalBareWorkflow`` and ``OrderShapeLocalWorkflow``: the same with every step a local
+activity (``bench.footprint`` prices the two kinds of step against each other).
 """
 
 from __future__ import annotations
@@ -60,3 +62,24 @@ class OrderShapeWorkflow:
         self._status("completed")
         await self._local(6)  # the read model
         return steps
+
+
+@workflow.defn(name="BenchLocalBareWorkflow")
+class LocalBareWorkflow:
+    @workflow.run
+    async def run(self, steps: int) -> int:
+        for i in range(steps):
+            await workflow.execute_local_activity(noop, i, start_to_close_timeout=TIMEOUT)
+        return steps
+
+
+@workflow.defn(name="BenchOrderShapeLocalWorkflow")
+class OrderShapeLocalWorkflow(OrderShapeWorkflow):
+    """The order's footprint were the e-mail and the card charge local activities too."""
+
+    async def _regular(self, step: int) -> None:
+        await self._local(step)
+
+    @workflow.run
+    async def run(self, steps: int) -> int:
+        return await super().run(steps)

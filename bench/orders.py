@@ -42,7 +42,13 @@ from temporalio.contrib.opentelemetry import create_tracer_provider
 from temporalio.worker import Worker
 
 from bench import cpu
-from bench.bare import BareWorkflow, OrderShapeWorkflow, noop
+from bench.bare import (
+    BareWorkflow,
+    LocalBareWorkflow,
+    OrderShapeLocalWorkflow,
+    OrderShapeWorkflow,
+    noop,
+)
 from bench.loadclient import LoadClient
 from cli import run_async
 from clients import connect_temporal
@@ -183,6 +189,18 @@ async def run_workflows(
     return time.perf_counter() - start, list(latencies)
 
 
+def baseline_worker(client: Client, queue: str) -> Worker:
+    """The worker of the baselines, tuned as the stack's (cache and activity slots)."""
+    return Worker(
+        client,
+        task_queue=queue,
+        workflows=[BareWorkflow, OrderShapeWorkflow, LocalBareWorkflow, OrderShapeLocalWorkflow],
+        activities=[noop],
+        max_cached_workflows=1000,
+        max_concurrent_activities=200,
+    )
+
+
 def order_attributes(customer_id: str) -> TypedSearchAttributes:
     """The search attributes the API starts a service order's process with."""
     return start_attributes("quote_to_order", "received", customer_id, 11.9)
@@ -202,14 +220,7 @@ async def measure(
         trace.set_tracer_provider(create_tracer_provider())  # the plugin requires it
     client = await connect_temporal(target, tracing=tracing)
     queue = f"bench-{uuid.uuid4()}"
-    worker = Worker(
-        client,
-        task_queue=queue,
-        workflows=[BareWorkflow, OrderShapeWorkflow],
-        activities=[noop],
-        max_cached_workflows=1000,
-        max_concurrent_activities=200,
-    )
+    worker = baseline_worker(client, queue)
     n, c = args.orders, args.concurrency
     shape_attributes = order_attributes(cid)
     ratios: dict[str, list[float]] = {"orders": [], "shape": []}
@@ -298,12 +309,18 @@ def report(label: str, n: int, elapsed: float, lat: list[float]) -> float:
     return rate
 
 
-async def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--orders", type=positive, default=200)
+def load_args(doc: str, items: str, argv: list[str] | None) -> argparse.Namespace:
+    """A load benchmark's arguments: ``--<items>`` a round (200), ``--concurrency`` (20),
+    ``--rounds`` (3)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument(f"--{items}", type=positive, default=200)
     parser.add_argument("--concurrency", type=positive, default=20)
     parser.add_argument("--rounds", type=positive, default=3)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+async def main(argv: list[str] | None = None) -> None:
+    args = load_args(__doc__, "orders", argv)
     with tempfile.TemporaryDirectory(prefix="o2c-bench-") as tmp:
         data = Path(tmp)
         ports = {

@@ -14,7 +14,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.worker import Worker
 
 from api import process
-from bench.bare import OrderShapeWorkflow, noop
+from bench.bare import OrderShapeLocalWorkflow, OrderShapeWorkflow, noop
 from bench.orders import ORDER_STEPS, order_attributes
 from settings import Settings
 from tests.factories import add_card, catalog, customer
@@ -60,3 +60,34 @@ async def test_order_shape_has_the_events_of_a_service_order_placed_through_the_
     order_events = await _events(order)
     assert shape_events == order_events
     assert order_events.count(EventType.Name(UPSERT)) == 2  # confirmed, completed
+
+
+async def test_the_all_local_order_shape_keeps_the_footprint_with_no_activity_task(
+    h: Harness,
+) -> None:
+    """``bench.footprint`` prices the order's footprint were the e-mail and the charge local
+    activities: the shape's history, each activity task a marker instead."""
+    queue = f"shape-{uuid.uuid4()}"
+    async with Worker(
+        h.env.client,
+        task_queue=queue,
+        workflows=[OrderShapeWorkflow, OrderShapeLocalWorkflow],
+        activities=[noop],
+    ):
+        histories = []
+        for shape in (OrderShapeWorkflow, OrderShapeLocalWorkflow):
+            handle = await h.env.client.start_workflow(
+                shape.run,
+                ORDER_STEPS,
+                id=f"shape-{uuid.uuid4()}",
+                task_queue=queue,
+                search_attributes=order_attributes("cus_shape"),
+            )
+            assert await handle.result() == ORDER_STEPS
+            histories.append(await _events(handle))
+    regular, local = histories
+    scheduled = EventType.Name(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
+    marker = EventType.Name(EventType.EVENT_TYPE_MARKER_RECORDED)
+    assert regular.count(scheduled) == 2 and local.count(scheduled) == 0
+    assert local.count(marker) == regular.count(marker) + 2 == 6
+    assert local.count(EventType.Name(UPSERT)) == regular.count(EventType.Name(UPSERT)) == 2
