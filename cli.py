@@ -53,6 +53,7 @@ def _api(settings: Settings) -> int:
         port=settings.api_port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        log_config=None,  # uvicorn's own lines through o2c's format (ids included)
     )
     return 0
 

@@ -6,13 +6,13 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 from fastapi.telemetry import TelemetryConfig
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from api import errors, openapi
-from api.deps import AppState, TemporalProvider
+from api.deps import AppState, TemporalProvider, tag_request_log
 from api.guard import EdgeGuard
 from api.metrics import Metrics, MetricsMiddleware
 from api.routes import (
@@ -56,6 +56,7 @@ def create_app(settings: Settings, systems: Systems, temporal: TemporalProvider)
         # Spans come from the OpenTelemetry FastAPI instrumentation, and only when an
         # exporter is set; FastAPI's own telemetry would add a second set on every request.
         telemetry=NO_NATIVE_TELEMETRY,
+        dependencies=[Depends(tag_request_log)],
     )
     app.state.o2c = AppState(settings=settings, systems=systems, temporal=temporal)
     app.state.metrics = Metrics()

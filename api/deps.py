@@ -16,6 +16,8 @@ from settings import Settings
 from systems.ports import Erp
 from systems.records import ROLES, Role
 from systems.registry import Systems
+from telemetry import tag_log
+from workflows.contracts.quote_to_order import quote_process_id
 
 
 class TemporalProvider:
@@ -81,6 +83,16 @@ async def _temporal(state: StateDep) -> Client:
 ErpDep = Annotated[Erp, Depends(_erp)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 TemporalDep = Annotated[Client, Depends(_temporal)]
+
+
+async def tag_request_log(request: Request) -> None:
+    """Log lines of a request about one process or customer carry its ids (the routes that
+    find them later, an order's process, tag them then)."""
+    params = request.path_params
+    process_id = params.get("process_id")
+    if "quote_id" in params:
+        process_id = quote_process_id(params["quote_id"])
+    tag_log(process_id, params.get("customer_id"))
 
 
 async def principal(

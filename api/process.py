@@ -19,6 +19,7 @@ from domain.errors import Conflict, NotFound
 from settings import Settings
 from systems.ports import Erp
 from systems.quoting import PricedRequest, credit_snapshot, price_request
+from telemetry import tag_log
 from workflows.contracts.activities import CustomerSnapshot
 from workflows.contracts.common import ClockAdvance, ClockRef
 from workflows.contracts.quote_to_order import (
@@ -94,6 +95,7 @@ async def start(
 ) -> None:
     """Start the process and write its first read model, ``first`` (the process writes
     every later version); a retry that finds it already running changes nothing."""
+    tag_log(inp.process_id, inp.customer_id)
     attributes = start_attributes(
         "quote_to_order",
         first.status,
@@ -183,7 +185,10 @@ async def read(
 async def order_process(erp: Erp, order_id: str) -> str:
     """The process of an order: its own, or the quote's it came from."""
     doc = await _document(erp, "order", order_id)
-    return str(doc["process_id"]) if doc is not None else order_process_id(order_id)
+    if doc is None:
+        return order_process_id(order_id)
+    tag_log(str(doc["process_id"]), str(doc["customer_id"]))
+    return str(doc["process_id"])
 
 
 async def read_quote(temporal: TemporalProvider, erp: Erp, quote_id: str) -> Quote:
@@ -199,6 +204,7 @@ async def update(client: Client, process_id: str, name: str, arg: Any, result_ty
     409 and one that never existed a 404: Temporal says "not found" for both (and, racing
     the end of a run, without saying it completed), so the run is looked up to tell them
     apart."""
+    tag_log(process_id)
     handle = client.get_workflow_handle(process_id)
     try:
         if arg is None:

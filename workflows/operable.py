@@ -149,6 +149,11 @@ class OperableWorkflow:
         self._terminal = False
         self._published: tuple[str | None, bool | None] = (None, None)
 
+    @property
+    def log_ids(self) -> dict[str, str]:
+        """``extra`` of the process's log records: its process and customer ids."""
+        return {"process_id": self.process_id, "customer_id": self.customer_id}
+
     # --- hooks a process overrides -----------------------------------------------------
 
     def status(self) -> str:
@@ -244,7 +249,7 @@ class OperableWorkflow:
             "step %s needs attention: %s",
             entry.name,
             entry.error,
-            extra={"customer_id": self.customer_id},
+            extra=self.log_ids,
         )
         # Through the clock: a process waiting for an operator has acted on all it can, so
         # on a test clock it counts as settled (the clock can turn ready).

@@ -503,7 +503,9 @@ class QuoteToOrderWorkflow(OperableWorkflow):
         except BusinessFailure as failure:
             # A declined card is a business outcome: the invoice stays open for dunning and
             # the order goes on; the timeline shows the decline.
-            workflow.logger.info("charge of %s declined: %s", inv.invoice_id, failure.message)
+            workflow.logger.info(
+                "charge of %s declined: %s", inv.invoice_id, failure.message, extra=self.log_ids
+            )
 
     def _reverser(self, invoice_id: str) -> Callable[[], Awaitable[object]]:
         async def reverse() -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from fastapi import APIRouter, Request, Response
 
 from api import process
-from api.deps import ClientRole, ErpDep, Operator, StateDep, TemporalDep, Viewer
+from api.deps import AppState, ClientRole, Operator, StateDep, Viewer
 from api.idempotency import IDEMPOTENT, idempotent
 from systems.quoting import process_input
 from workflows.contracts.quote_to_order import (
@@ -57,40 +57,33 @@ async def get(order_id: str, _: Viewer, state: StateDep) -> Order:
     return await process.read_order(state.temporal, state.systems.erp, order_id)
 
 
-async def _update(
-    client: TemporalDep, erp: ErpDep, order_id: str, name: str, body: object
-) -> Order:
-    pid = await process.order_process(erp, order_id)
-    return await process.update(client, pid, name, body, Order)
+async def _update(state: AppState, order_id: str, name: str, body: object) -> Order:
+    # The process first (it names the order's process and customer on the log lines, a
+    # 503 for Temporal's absence included), then Temporal.
+    pid = await process.order_process(state.systems.erp, order_id)
+    return await process.update(await state.temporal.get(), pid, name, body, Order)
 
 
 @router.post("/{order_id}/shipments/{shipment_id}/events", response_model=Order)
 async def shipment_event(
-    order_id: str,
-    shipment_id: str,
-    body: ShipmentEvent,
-    _: ClientRole,
-    erp: ErpDep,
-    client: TemporalDep,
+    order_id: str, shipment_id: str, body: ShipmentEvent, _: ClientRole, state: StateDep
 ) -> Order:
     """The carrier's callback: a shipment was shipped or delivered."""
     event = ShipmentEventUpdate(
         shipment_id=shipment_id, event=body.event, tracking_number=body.tracking_number
     )
-    return await _update(client, erp, order_id, "shipment_event", event)
+    return await _update(state, order_id, "shipment_event", event)
 
 
 @router.post("/{order_id}/release", response_model=Order)
 async def release(
-    order_id: str, _: Operator, erp: ErpDep, client: TemporalDep, body: NoteRequest | None = None
+    order_id: str, _: Operator, state: StateDep, body: NoteRequest | None = None
 ) -> Order:
     """Release a credit hold (operator)."""
-    return await _update(client, erp, order_id, "release", body or NoteRequest())
+    return await _update(state, order_id, "release", body or NoteRequest())
 
 
 @router.post("/{order_id}/cancel", response_model=Order)
-async def cancel(
-    order_id: str, body: CancelRequest, _: Operator, erp: ErpDep, client: TemporalDep
-) -> Order:
+async def cancel(order_id: str, body: CancelRequest, _: Operator, state: StateDep) -> Order:
     """Cancel the order; what was done is compensated (operator)."""
-    return await _update(client, erp, order_id, "cancel", body)
+    return await _update(state, order_id, "cancel", body)

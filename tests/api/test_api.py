@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from systems.db import make_engine
+from telemetry import ContextFilter
 from tests.api.conftest import key
 
 CUSTOMER = {
@@ -459,3 +461,27 @@ def test_large_and_deeply_nested_bodies_are_refused_before_anything_else(
     for body in (deep, deep.replace(b"\\u0000", b"x")):
         r = client.post("/v1/customers", content=body, headers={"Content-Type": "application/json"})
         assert assert_problem(r, 422)["type"].endswith("malformed_json")
+
+
+def test_a_requests_log_lines_carry_the_process_and_customer_it_is_about(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.handler.addFilter(ContextFilter())
+    erp = client.app.state.o2c.systems.erp  # type: ignore[attr-defined]
+    order = {"process_id": "q2o-quo_logged", "customer_id": "cus_logged"}
+    erp.save_document("order", "ord_logged", "cus_logged", order)
+    with caplog.at_level(logging.WARNING):
+        # Temporal is unreachable: each answer is a 503, logged with its ids.
+        assert_problem(client.post("/v1/orders/ord_logged/cancel", json={"reason": "x"}), 503)
+        assert_problem(client.post("/v1/quotes/quo_other/decline"), 503)
+        assert_problem(client.post("/v1/processes/q2o-ord_third/retry"), 503)
+    ids = [
+        (getattr(r, "process_id", None), getattr(r, "customer_id", None))
+        for r in caplog.records
+        if r.name == "o2c.api"
+    ]
+    assert ids == [
+        ("q2o-quo_logged", "cus_logged"),
+        ("q2o-quo_other", "-"),
+        ("q2o-ord_third", "-"),
+    ]

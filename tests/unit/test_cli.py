@@ -6,6 +6,8 @@ import asyncio
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -179,3 +181,31 @@ def test_a_hang_up_stops_the_dev_stack(tmp_path: Path, monkeypatch: pytest.Monke
         for signum, handler in before.items():
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
     assert started and started[0].stopping
+
+
+def test_the_apis_own_server_lines_come_in_o2c_log_format(tmp_path: Path) -> None:
+    port = _closed_port()
+    env = {
+        **os.environ,
+        "O2C_DATA_DIR": str(tmp_path),
+        "O2C_API_PORT": str(port),
+        "O2C_TEMPORAL_ADDRESS": f"127.0.0.1:{_closed_port()}",
+    }
+    log = tmp_path / "api.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cli", "api"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                time.sleep(0.1)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)
+    lines = log.read_text().splitlines()
+    started = [x for x in lines if "Uvicorn running on" in x]
+    assert started and "[process=- customer=-]" in started[0], lines
