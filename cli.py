@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
+from domain.errors import SystemUnavailable
 from settings import Settings
 
 T = TypeVar("T")
@@ -127,12 +128,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         for error in exc.errors():
             where = f"O2C_{str(error['loc'][0]).upper()}: " if error["loc"] else ""
-            print(f"o2c: {where}{error['msg']}", file=sys.stderr)
+            print(f"o2c: {where}{error['msg'].removeprefix('Value error, ')}", file=sys.stderr)
         return 2
     try:
         return _run(args, settings)
     except OperationalError as exc:
         print(f"o2c: the database is unreachable: {exc.orig}", file=sys.stderr)
+        return 1
+    except SystemUnavailable as exc:
+        print(f"o2c: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"o2c: {exc}", file=sys.stderr)

@@ -8,6 +8,7 @@ Also registers o2c's typed search attributes, idempotently.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
@@ -19,6 +20,7 @@ from temporalio.contrib.opentelemetry import OpenTelemetryPlugin
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
+from domain.errors import SystemUnavailable
 from workflows.contracts.common import (
     SA_AMOUNT,
     SA_CUSTOMER_ID,
@@ -27,6 +29,8 @@ from workflows.contracts.common import (
     SA_STATUS,
     SA_TEST_CLOCK,
 )
+
+log = logging.getLogger("o2c.temporal")
 
 SEARCH_ATTRIBUTES: dict[str, IndexedValueType.ValueType] = {
     SA_PROCESS_TYPE: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
@@ -80,12 +84,21 @@ async def register_search_attributes(client: Client, namespace: str = "default")
 async def wait_for_temporal(
     target: str, namespace: str, timeout: float = 60.0, *, tracing: bool = True
 ) -> Client:
-    """Connect, retrying until ``timeout`` seconds pass (the dev server may be starting)."""
+    """Connect, retrying until ``timeout`` seconds pass (the dev server may be starting);
+    ``SystemUnavailable`` when it never answers."""
     deadline = asyncio.get_running_loop().time() + timeout
+    told = False
     while True:
         try:
             return await connect_temporal(target, namespace, tracing=tracing)
-        except RuntimeError:
+        except RuntimeError as exc:
             if asyncio.get_running_loop().time() > deadline:
-                raise
+                raise SystemUnavailable(
+                    "temporal", f"{target} did not answer within {timeout:.0f} s ({exc})"
+                ) from exc
+            if not told:
+                log.warning(
+                    "Temporal at %s does not answer yet: retrying for %.0f s", target, timeout
+                )
+                told = True
             await asyncio.sleep(0.5)

@@ -10,12 +10,17 @@ import os
 import secrets
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 TASK_QUEUE = "o2c"
+Port = Annotated[int, Field(ge=1, le=65535)]
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
@@ -27,10 +32,10 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".o2c")
     database_url: str | None = None
     api_host: str = "127.0.0.1"
-    api_port: int = 8000
+    api_port: Port = 8000
     temporal_address: str | None = None
-    temporal_port: int = 7233
-    temporal_ui_port: int = 8233
+    temporal_port: Port = 7233
+    temporal_ui_port: Port = 8233
     # Where operators open the Temporal UI (links in the API and console); the dev server's
     # own UI when o2c starts it, else none unless set.
     temporal_ui_url: str | None = None
@@ -39,7 +44,7 @@ class Settings(BaseSettings):
     admin_key: str | None = None
     sandbox: bool = False
     smtp_url: str | None = None
-    smtp_sink_port: int = 8025
+    smtp_sink_port: Port = 8025
     mail_from: str = "billing@o2c.local"
     approval_discount: Decimal = Decimal("0.20")
     otel_exporter: Literal["none", "console", "otlp"] = "none"
@@ -47,7 +52,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # A Python worker runs its workflows and activities under one interpreter lock, so on
     # a machine of several cores the stack scales by processes: one worker per core.
-    worker_processes: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
+    worker_processes: int = Field(default_factory=lambda: min(os.cpu_count() or 1, 64), ge=1, le=64)
     worker_max_cached_workflows: int = Field(default=1000, ge=1)
     worker_max_concurrent_activities: int = Field(default=200, ge=1)
     worker_max_concurrent_local_activities: int = Field(default=200, ge=1)
@@ -60,6 +65,35 @@ class Settings(BaseSettings):
         """Whether spans are made at all: with no exporter nobody would see them, so the
         API's instrumentation and Temporal's tracing plugin stay out of every request."""
         return self.otel_exporter != "none"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        try:
+            driver = make_url(url).drivername
+        except ArgumentError:
+            raise ValueError("not a database URL (sqlite:///… or postgresql+psycopg://…)") from None
+        if not driver.startswith(("sqlite", "postgresql")):
+            raise ValueError(f"{driver} is not supported: SQLite or PostgreSQL")
+        return url
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp(cls, url: str | None) -> str | None:
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+                raise ValueError("must be smtp://[user:pass@]host[:port] or smtps://…")
+        return url
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, level: str) -> str:
+        if level.upper() not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level.upper()
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

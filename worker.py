@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -26,6 +27,7 @@ from activities.erp import ErpActivities
 from activities.faults import Faults
 from activities.notifications import NotifyActivities
 from activities.payments import PaymentActivities
+from domain.errors import SystemUnavailable
 from settings import Settings
 from systems.registry import Systems
 from workflows.quote_to_order import QuoteToOrderWorkflow
@@ -137,7 +139,16 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         client = await wait_for_temporal(
             settings.temporal_target, settings.temporal_namespace, tracing=settings.tracing
         )
-        added = await register_search_attributes(client, settings.temporal_namespace)
+        try:
+            added = await register_search_attributes(client, settings.temporal_namespace)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            raise SystemUnavailable(
+                "temporal",
+                f"namespace {settings.temporal_namespace} does not exist at "
+                f"{settings.temporal_target}",
+            ) from exc
         if added:
             log.info("registered search attributes %s", ", ".join(added))
         return client

@@ -209,3 +209,37 @@ def test_the_apis_own_server_lines_come_in_o2c_log_format(tmp_path: Path) -> Non
     lines = log.read_text().splitlines()
     started = [x for x in lines if "Uvicorn running on" in x]
     assert started and "[process=- customer=-]" in started[0], lines
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("O2C_DATABASE_URL", "garbage", "not a database URL"),
+        ("O2C_DATABASE_URL", "mysql://u:p@h/db", "mysql is not supported"),
+        ("O2C_SMTP_URL", "mail.example.com:25", "must be smtp://"),
+        ("O2C_LOG_LEVEL", "verbose", "must be one of DEBUG"),
+        ("O2C_API_PORT", "99999", "less than or equal to 65535"),
+        ("O2C_TEMPORAL_PORT", "0", "greater than or equal to 1"),
+    ],
+)
+def test_settings_out_of_range_get_one_line_naming_the_variable(
+    variable: str,
+    value: str,
+    says: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv(variable, value)
+    assert cli.main(["seed"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"o2c: {variable}: ") and says in err and err.count("\n") == 1
+
+
+def test_the_worker_count_follows_the_cores_within_its_bounds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 96)
+    assert Settings().worker_processes == 64
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert Settings().worker_processes == 1
+    assert Settings(log_level="debug").log_level == "DEBUG"
