@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import TemporalUnavailable
 from settings import Settings
@@ -19,9 +21,15 @@ from systems.registry import Systems
 from telemetry import tag_log
 from workflows.contracts.quote_to_order import quote_process_id
 
+log = logging.getLogger("o2c.api")
+
 
 class TemporalProvider:
-    """Connects lazily and reconnects after a failure, so the API starts without Temporal."""
+    """Connects lazily and reconnects after a failure, so the API starts without Temporal.
+
+    The first connection also registers o2c's search attributes in the namespace when they
+    are missing (as a worker does at start-up): an API started before any worker can start
+    processes. A namespace that does not exist is reported as Temporal being unavailable."""
 
     def __init__(self, target: str, namespace: str, *, tracing: bool = True) -> None:
         self._target, self._namespace, self._tracing = target, namespace, tracing
@@ -36,13 +44,37 @@ class TemporalProvider:
                 from clients import connect_temporal
 
                 try:
-                    self._client = await asyncio.wait_for(
+                    client = await asyncio.wait_for(
                         connect_temporal(self._target, self._namespace, tracing=self._tracing),
                         timeout=5,
                     )
                 except (RuntimeError, OSError, TimeoutError) as exc:
                     raise TemporalUnavailable(f"Temporal at {self._target} is unreachable") from exc
+                await self._prepare(client)
+                self._client = client
             return self._client
+
+    async def _prepare(self, client: Client) -> None:
+        from clients import register_search_attributes
+
+        try:
+            added = await asyncio.wait_for(
+                register_search_attributes(client, self._namespace), timeout=5
+            )
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.PERMISSION_DENIED:
+                # Registered by the cluster's operators (deploy/README.md), not by o2c.
+                log.warning("cannot check o2c's search attributes: %s", exc.message)
+                return
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise TemporalUnavailable(
+                    f"namespace {self._namespace} does not exist on Temporal at {self._target}"
+                ) from exc
+            raise TemporalUnavailable(f"Temporal at {self._target}: {exc.message}") from exc
+        except TimeoutError as exc:
+            raise TemporalUnavailable(f"Temporal at {self._target} is unreachable") from exc
+        if added:
+            log.info("registered search attributes %s", ", ".join(added))
 
 
 @dataclass(frozen=True)
