@@ -1,15 +1,49 @@
-"""Demo data for ``make run``: created once, so a second start changes nothing."""
+"""Demo data for ``make run``: created once, so a second start changes nothing.
+
+Every part is made at most once and the whole is marked done last, so a seed stopped half
+way (Ctrl-C while ``make run`` starts) is finished by the next one, and two seeds at once
+both end with the same demo data."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import partial
 
+from domain.errors import Conflict
+from systems.ports import Erp
 from systems.records import CustomerCreate, PlanCreate, PriceItem, ProductCreate, UsageCharge
 from systems.registry import Systems
 
 SCOPE, KEY = "system:seed", "demo-v1"
+EUR, VAT = "EUR", Decimal("0.19")
+# The demo customers by the role they play in the README's tour.
+CUSTOMERS = {
+    "card_on_file": CustomerCreate(
+        name="Acme GmbH",
+        email="billing@acme.example",
+        currency=EUR,
+        credit_limit=Decimal("50000.00"),
+        tax_rate=VAT,
+    ),
+    "low_credit": CustomerCreate(
+        name="Small Shop",
+        email="owner@smallshop.example",
+        currency=EUR,
+        credit_limit=Decimal("200.00"),
+        tax_rate=VAT,
+    ),
+    "invoice_terms": CustomerCreate(
+        name="Globex Ltd",
+        email="ap@globex.example",
+        currency=EUR,
+        credit_limit=Decimal("20000.00"),
+        payment_terms_days=45,
+        tax_rate=VAT,
+    ),
+}
 
 
 @dataclass
@@ -57,49 +91,54 @@ async def seed_demo(systems: Systems) -> SeedReport:
             vendor="Vendor X",
         ),
     ):
-        erp.create_product(p)
-    erp.create_plan(
-        PlanCreate(
-            code="PRO-M",
-            name="Pro monthly",
-            currency="EUR",
-            interval="month",
-            price=Decimal("49.00"),
-            usage=[UsageCharge(metric="api_calls", model="per_unit", unit_price=Decimal("0.002"))],
+        _unless_exists(partial(erp.create_product, p))
+    _unless_exists(
+        lambda: erp.create_plan(
+            PlanCreate(
+                code="PRO-M",
+                name="Pro monthly",
+                currency="EUR",
+                interval="month",
+                price=Decimal("49.00"),
+                usage=[
+                    UsageCharge(metric="api_calls", model="per_unit", unit_price=Decimal("0.002"))
+                ],
+            )
         )
     )
-    report = SeedReport(created=True)
-    acme = erp.create_customer(
-        CustomerCreate(
-            name="Acme GmbH",
-            email="billing@acme.example",
-            currency="EUR",
-            credit_limit=Decimal("50000.00"),
-            tax_rate=Decimal("0.19"),
-        )
-    )
-    token = await systems.gateway.tokenize("4242424242424242", 12, 2035, "123")
-    erp.add_payment_method(acme.id, token.token, token.brand, token.last4, 12, 2035)
-    erp.set_prices(acme.id, [PriceItem(sku="WIDGET-1", unit_price=Decimal("17.50"))])
-    small = erp.create_customer(
-        CustomerCreate(
-            name="Small Shop",
-            email="owner@smallshop.example",
-            currency="EUR",
-            credit_limit=Decimal("200.00"),
-            tax_rate=Decimal("0.19"),
-        )
-    )
-    terms = erp.create_customer(
-        CustomerCreate(
-            name="Globex Ltd",
-            email="ap@globex.example",
-            currency="EUR",
-            credit_limit=Decimal("20000.00"),
-            payment_terms_days=45,
-            tax_rate=Decimal("0.19"),
-        )
-    )
-    report.customers = {"card_on_file": acme.id, "low_credit": small.id, "invoice_terms": terms.id}
-    erp.idempotency_put(SCOPE, KEY, "", 200, json.dumps(report.customers))
-    return report
+    ids = {role: await _once(erp, role, _customer(erp, data)) for role, data in CUSTOMERS.items()}
+    acme = ids["card_on_file"]
+
+    async def card() -> str:
+        token = await systems.gateway.tokenize("4242424242424242", 12, 2035, "123")
+        erp.add_payment_method(acme, token.token, token.brand, token.last4, 12, 2035)
+        return token.token
+
+    await _once(erp, "card_on_file:card", card)
+    erp.set_prices(acme, [PriceItem(sku="WIDGET-1", unit_price=Decimal("17.50"))])
+    erp.idempotency_put(SCOPE, KEY, "", 200, json.dumps(ids))
+    return SeedReport(created=True, customers=ids)
+
+
+def _unless_exists(create: Callable[[], object]) -> None:
+    """Create a catalog entry; one there already (an earlier, stopped seed) is kept."""
+    try:
+        create()
+    except Conflict:
+        pass
+
+
+def _customer(erp: Erp, data: CustomerCreate) -> Callable[[], Awaitable[str]]:
+    async def create() -> str:
+        return erp.create_customer(data).id
+
+    return create
+
+
+async def _once(erp: Erp, part: str, make: Callable[[], Awaitable[str]]) -> str:
+    """The id a part of the seed made, making it the first time: its record says so."""
+    key = f"{KEY}:{part}"
+    done = erp.idempotency_get(SCOPE, key)
+    if done is None:
+        done = erp.idempotency_put(SCOPE, key, "", 200, await make())
+    return done[2]
