@@ -11,6 +11,11 @@ turns out closed or broken (servers drop idle clients) is replaced by a new one 
 message sent on it; should the break have come after the server took the message, that is
 the at-least-once case above.
 
+Connections are encrypted when the relay can: ``smtps://`` is TLS from the start, and on
+``smtp://`` the client upgrades with STARTTLS whenever the relay offers it; certificates
+are verified. Credentials in the URL are never sent over an unencrypted connection to
+another host: a relay that offers no STARTTLS is then refused.
+
 A refusal is an answer, not a failure to connect: a permanent one (5xx: no such mailbox,
 message rejected) is ``MessageRefused``, which no retry can change, so the step asks an
 operator at once; a transient one (4xx) is ``SystemUnavailable`` and retried.
@@ -20,7 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import smtplib
+import ssl
 import threading
 import time
 from email.charset import QP, Charset
@@ -172,12 +179,19 @@ class SmtpNotifier:
         _close(smtp)
 
     def _connect(self) -> smtplib.SMTP:
+        """A connection, encrypted whenever the server can (``smtps://``, else STARTTLS when
+        offered) with the certificate verified, and logged in if the URL has credentials —
+        never over an unencrypted connection unless the server is on this host."""
         host, port = self._url.hostname or "127.0.0.1", self._url.port
-        ssl = self._url.scheme == "smtps"
-        cls = smtplib.SMTP_SSL if ssl else smtplib.SMTP
         try:
-            smtp = cls(host, port or (465 if ssl else 25), timeout=TIMEOUT_SECONDS)
+            if self._url.scheme == "smtps":
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                    host, port or 465, timeout=TIMEOUT_SECONDS, context=tls_context()
+                )
+            else:
+                smtp = smtplib.SMTP(host, port or 25, timeout=TIMEOUT_SECONDS)
             try:
+                self._secure(smtp, host)
                 if self._url.username:
                     smtp.login(unquote(self._url.username), unquote(self._url.password or ""))
             except BaseException:
@@ -186,6 +200,20 @@ class SmtpNotifier:
         except (OSError, smtplib.SMTPException) as exc:
             raise self._unavailable(exc) from exc
         return smtp
+
+    def _secure(self, smtp: smtplib.SMTP, host: str) -> None:
+        if isinstance(smtp, smtplib.SMTP_SSL):
+            return
+        smtp.ehlo()
+        if smtp.has_extn("starttls"):
+            smtp.starttls(context=tls_context())
+            smtp.ehlo()
+        elif self._url.username and not _on_this_host(host):
+            raise SystemUnavailable(
+                "notifications",
+                f"SMTP {host} offers no STARTTLS: credentials are not sent unencrypted "
+                "(use smtps:// or a relay that offers STARTTLS)",
+            )
 
     def _unavailable(self, exc: BaseException) -> SystemUnavailable:
         return SystemUnavailable(
@@ -218,6 +246,19 @@ def compose(sender: str, to: str, subject: str, message_id: str, body: str) -> b
     msg["MIME-Version"] = "1.0"
     msg.set_payload(body, _UTF8)
     return msg.as_bytes(policy=_WIRE)
+
+
+def tls_context() -> ssl.SSLContext:
+    """Verifies the relay's certificate and name against the system's trusted CAs
+    (``SSL_CERT_FILE`` adds a private CA)."""
+    return ssl.create_default_context()
+
+
+def _on_this_host(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _closing(exc: smtplib.SMTPException) -> bool:
