@@ -1,15 +1,23 @@
 // o2c console: processes, process detail with retry / skip / abort, and look-ups.
 // Money is shown exactly as the API sends it (decimal strings), never parsed into numbers.
+// What is on screen is always about what the address names: a view that cannot be loaded
+// is cleared, an action reloads its process, and both views refresh while auto-refresh is on.
 const $ = (sel) => document.querySelector(sel);
 const KEY = "o2c.key";
+const REFRESH_MS = 5000;
 let cursor = null;
-let timer = null;
+let pages = 0; // pages of the process list on screen
+let shown = null; // the process the detail shows (or is loading)
+let signature = ""; // the state the detail last rendered
+let busy = false; // an operator action is under way
 
 function esc(value) {
   return String(value ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 }
 function badge(status) { return `<span class="badge ${esc(status)}">${esc(status)}</span>`; }
-function say(text) { $("#message").textContent = text || ""; }
+function say(text, kind = "error") { const m = $("#message"); m.textContent = text || ""; m.className = text ? kind : ""; }
+function clearError() { if ($("#message").className === "error") say(""); }
+function clock() { return new Date().toLocaleTimeString(); }
 
 async function api(path, options = {}) {
   const headers = { Authorization: `Bearer ${sessionStorage.getItem(KEY)}`, ...(options.headers || {}) };
@@ -23,17 +31,31 @@ async function api(path, options = {}) {
 
 function show(id) {
   for (const s of ["#signin", "#processes", "#detail", "#lookup"]) $(s).hidden = s !== id;
+  if (id !== "#detail") shown = null;
 }
 
 function signOut() { sessionStorage.removeItem(KEY); $("#signout").hidden = true; show("#signin"); }
 
-async function loadProcesses(append = false) {
+// --- the process list -------------------------------------------------------------------
+
+function emptyList() { $("#rows").innerHTML = ""; cursor = null; pages = 0; $("#more").hidden = true; }
+
+async function loadProcesses({ append = false, refresh = false } = {}) {
   const form = new FormData($("#filters"));
   const params = new URLSearchParams({ limit: "50" });
   for (const [k, v] of form.entries()) if (v) params.set(k, v);
   if (append && cursor) params.set("cursor", cursor);
-  const page = await api(`/v1/processes?${params}`);
+  let page, attention;
+  try {
+    page = await api(`/v1/processes?${params}`);
+    attention = await api("/v1/processes?status=needs_attention&limit=100");
+  } catch (err) {
+    // A refresh keeps the rows and says they are old; a new filter shows no rows it did not ask for.
+    if (!append && !refresh) emptyList();
+    throw refresh ? new Error(`could not refresh (the list is as of ${$("#as-of").textContent || "earlier"}): ${err.message}`) : err;
+  }
   cursor = page.next_cursor;
+  pages = append ? pages + 1 : 1;
   $("#more").hidden = !cursor;
   const rows = page.data.map((p) => `
     <tr class="${p.needs_attention ? "attention" : ""}" data-id="${esc(p.process_id)}" tabindex="0">
@@ -41,14 +63,44 @@ async function loadProcesses(append = false) {
       <td>${badge(p.needs_attention ? "needs_attention" : p.status)}</td>
       <td>${esc(p.customer_id)}</td><td>${esc(new Date(p.started_at).toLocaleString())}</td>
     </tr>`).join("");
-  $("#rows").innerHTML = append ? $("#rows").innerHTML + rows : rows;
-  const attention = await api("/v1/processes?status=needs_attention&limit=100");
+  const empty = `<tr class="empty"><td colspan="5">No processes match.</td></tr>`;
+  $("#rows").innerHTML = append ? $("#rows").innerHTML + rows : rows || empty;
   $("#attention-count").textContent = `(${attention.data.length}${attention.next_cursor ? "+" : ""})`;
+  $("#as-of").textContent = clock();
+  $("#paused").hidden = pages <= 1;
+  clearError();
 }
 
-async function loadDetail(id) {
-  show("#detail");
-  const p = await api(`/v1/processes/${encodeURIComponent(id)}`);
+// --- one process ------------------------------------------------------------------------
+
+function stateOf(p) {
+  return JSON.stringify([p.status, p.failed_step, p.history_length, p.steps.map((s) => [s.name, s.status, s.attempts])]);
+}
+
+async function loadDetail(id, { refresh = false } = {}) {
+  if (!refresh) {
+    show("#detail");
+    shown = id;
+    signature = "";
+    $("#detail").innerHTML = `<p>Loading ${esc(id)}…</p>`;
+  }
+  let p;
+  try {
+    p = await api(`/v1/processes/${encodeURIComponent(id)}`);
+  } catch (err) {
+    if (shown !== id) return;
+    if (!refresh) { $("#detail").innerHTML = ""; throw err; }
+    throw new Error(`could not refresh (shown as of ${$("#detail-as-of")?.textContent || "earlier"}): ${err.message}`);
+  }
+  if (shown !== id) return; // the operator went elsewhere meanwhile
+  const state = stateOf(p);
+  if (refresh && state === signature) { $("#detail-as-of").textContent = clock(); return; } // keep what is typed
+  signature = state;
+  render(p);
+  if (!refresh) $("#detail h2").focus();
+}
+
+function render(p) {
   const steps = p.steps.map((s) => `<tr><td>${esc(s.name)}</td><td>${badge(s.status)}</td>
     <td>${esc(s.attempts)}</td><td>${esc(s.error)}</td>
     <td>${esc(s.started_at)}</td><td>${esc(s.finished_at)}</td></tr>`).join("");
@@ -62,58 +114,76 @@ async function loadDetail(id) {
       <label>Abort reason<input id="abort-reason"></label>
       <button type="button" id="abort">Abort</button>
     </div>` : "";
-  $("#detail").innerHTML = `<h2>${esc(p.process_id)}</h2>
+  $("#detail").innerHTML = `<h2 tabindex="-1">${esc(p.process_id)}</h2>
     <p>${esc(p.type)} · ${badge(p.status)} · customer ${esc(p.customer_id)} ·
-       history ${esc(p.history_length)} events${p.temporal_ui_url ? ` · <a href="${esc(p.temporal_ui_url)}">Temporal UI</a>` : ""}</p>
+       history ${esc(p.history_length)} events${p.temporal_ui_url ? ` · <a href="${esc(p.temporal_ui_url)}">Temporal UI</a>` : ""}
+       · <span class="as-of">as of <span id="detail-as-of">${esc(clock())}</span></span></p>
     ${failed}
     <table><thead><tr><th>Step</th><th>Status</th><th>Attempts</th><th>Error</th><th>Started</th><th>Finished</th></tr></thead>
-    <tbody>${steps}</tbody></table>`;
-  if (f) wireActions(id);
+    <tbody class="static">${steps}</tbody></table>`;
+  if (f) wireActions(p.process_id, f.name);
 }
 
-function wireActions(id) {
-  const act = async (action, body) => {
-    if (!confirm(`${action} step of ${id}?`)) return;
+function wireActions(id, step) {
+  const buttons = ["#retry", "#skip", "#abort"].map((sel) => $(sel));
+  const act = async (action, question, body) => {
+    if (busy || !confirm(question)) return;
+    busy = true;
+    for (const b of buttons) b.disabled = true;
+    say(`${action} of ${step} under way…`, "info");
     try {
       const ack = await api(`/v1/processes/${encodeURIComponent(id)}/${action}`, { method: "POST", body: body === undefined ? undefined : JSON.stringify(body) });
-      say(`${ack.action} ${ack.step}: process is ${ack.status}`);
-      await loadDetail(id);
-    } catch (err) { say(err.message); }
+      say(`${ack.action} ${ack.step}: process is ${ack.status}`, "ok");
+    } catch (err) {
+      say(err.message); // a conflict means the state moved on: the reload below shows it
+    } finally {
+      busy = false;
+    }
+    if (shown !== id) return;
+    signature = "";
+    await loadDetail(id, { refresh: true }).catch((err) => say(err.message));
   };
-  $("#retry").onclick = () => act("retry");
+  $("#retry").onclick = () => act("retry", `Retry step ${step} of ${id}?`);
   $("#skip").onclick = () => {
     const text = $("#skip-result").value.trim();
     let result;
     try { result = text ? JSON.parse(text) : undefined; } catch { say("the skip result is not valid JSON"); return; }
     if (result !== undefined && (typeof result !== "object" || Array.isArray(result))) { say("the skip result must be a JSON object"); return; }
-    act("skip", result === undefined ? {} : { result });
+    act("skip", `Skip step ${step} of ${id}, going on as if it had succeeded?`, result === undefined ? {} : { result });
   };
   $("#abort").onclick = () => {
     const reason = $("#abort-reason").value.trim();
     if (!reason) { say("an abort needs a reason"); return; }
-    act("abort", { reason });
+    act("abort", `Abort ${id}? What it did is compensated and it ends.`, { reason });
   };
 }
 
+// --- look-ups ---------------------------------------------------------------------------
+
 function lines(items) {
-  return `<table><thead><tr><th>Item</th><th>Qty</th><th>Unit price</th><th>Amount</th></tr></thead><tbody>${
+  return `<table><thead><tr><th>Item</th><th>Qty</th><th>Unit price</th><th>Amount</th></tr></thead><tbody class="static">${
     (items || []).map((l) => `<tr><td>${esc(l.sku || l.plan_code || l.description)}</td><td>${esc(l.quantity)}</td>
       <td class="money">${esc(l.unit_price)}</td><td class="money">${esc(l.amount)}</td></tr>`).join("")}</tbody></table>`;
 }
 
 async function lookup(id) {
+  $("#lookup-result").innerHTML = "";
   const kind = id.startsWith("ord_") ? "orders" : id.startsWith("quo_") ? "quotes" : id.startsWith("inv_") ? "invoices" : null;
   if (!kind) { say("ids start with ord_, quo_ or inv_"); return; }
   const r = await api(`/v1/${kind}/${encodeURIComponent(id)}`);
   const extra = kind === "orders"
     ? `<p>Shipments: ${(r.shipments || []).map((s) => `${esc(s.id)} ${badge(s.status)}`).join(", ") || "none"} ·
-       Invoices: ${(r.invoice_ids || []).map(esc).join(", ") || "none"}</p>` : "";
+       Invoices: ${(r.invoice_ids || []).map(esc).join(", ") || "none"}</p>`
+    : kind === "quotes" && r.order_id ? `<p>Order: ${esc(r.order_id)}</p>` : "";
   $("#lookup-result").innerHTML = `<h3>${esc(r.number || r.id)} ${badge(r.status)}</h3>
     ${lines(r.lines)}
     <p>Subtotal <span class="money">${esc(r.subtotal)}</span> · Tax <span class="money">${esc(r.tax)}</span> ·
        Total <strong class="money" id="total">${esc(r.total)}</strong> ${esc(r.currency)}</p>${extra}
     ${r.process_id ? `<p><a href="#/processes/${esc(r.process_id)}">process ${esc(r.process_id)}</a></p>` : ""}`;
+  clearError();
 }
+
+// --- navigation, refresh ----------------------------------------------------------------
 
 async function route() {
   say("");
@@ -127,14 +197,25 @@ async function route() {
   } catch (err) { say(err.message); }
 }
 
+function refresh() {
+  if (!$("#auto").checked || busy || !sessionStorage.getItem(KEY)) return;
+  if (!$("#processes").hidden) {
+    $("#paused").hidden = pages <= 1;
+    if (pages > 1) return;
+    loadProcesses({ refresh: true }).catch((err) => say(err.message));
+  } else if (!$("#detail").hidden && shown) {
+    loadDetail(shown, { refresh: true }).catch((err) => say(err.message));
+  }
+}
+
 $("#signin-form").onsubmit = (e) => { e.preventDefault(); sessionStorage.setItem(KEY, $("#key").value.trim()); route(); };
 $("#signout").onclick = signOut;
 $("#filters").onsubmit = (e) => { e.preventDefault(); loadProcesses().catch((err) => say(err.message)); };
 $("#attention").onclick = () => { $("#filters").status.value = "needs_attention"; loadProcesses().catch((err) => say(err.message)); };
-$("#more").onclick = () => loadProcesses(true).catch((err) => say(err.message));
-$("#rows").onclick = (e) => { const tr = e.target.closest("tr"); if (tr) location.hash = `#/processes/${tr.dataset.id}`; };
+$("#more").onclick = () => loadProcesses({ append: true }).catch((err) => say(err.message));
+$("#rows").onclick = (e) => { const tr = e.target.closest("tr"); if (tr && tr.dataset.id) location.hash = `#/processes/${tr.dataset.id}`; };
 $("#rows").onkeydown = (e) => { if (e.key === "Enter") $("#rows").onclick(e); };
 $("#lookup-form").onsubmit = (e) => { e.preventDefault(); lookup($("#lookup-id").value.trim()).catch((err) => say(err.message)); };
 window.addEventListener("hashchange", route);
-timer = setInterval(() => { if ($("#auto").checked && !$("#processes").hidden) loadProcesses().catch(() => {}); }, 5000);
+setInterval(refresh, REFRESH_MS);
 route();

@@ -7,17 +7,20 @@ test drives exactly the HTTP the console uses.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Dialog, Page, sync_playwright
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.app import create_app
 from api.deps import TemporalProvider
@@ -61,49 +64,67 @@ class _Iter:
 
 
 class _Handle:
-    def __init__(self, calls: list[str]) -> None:
-        self.calls = calls
+    """The process ``PID`` (needing attention until an operator acts, then running on);
+    any other id is a process Temporal does not know."""
+
+    def __init__(self, pid: str, client: _Client) -> None:
+        self.pid, self.client = pid, client
+
+    def _known(self) -> None:
+        if self.pid != PID:
+            raise RPCError("workflow not found", RPCStatusCode.NOT_FOUND, b"")
 
     async def query(self, name: str, result_type: Any = None) -> Any:
+        self._known()
+        waiting = self.client.needs_attention
+        charge = Step(
+            name="charge_invoice:inv_1",
+            status="failed" if waiting else "running",
+            attempts=5 * (len(self.client.calls) + 1) if waiting else 5,
+            error="system_unavailable: payments down" if waiting else None,
+            started_at=NOW,
+        )
         return ProcessView(
             process_id=PID,
             type="quote_to_order",
-            status="needs_attention",
+            status="needs_attention" if waiting else "confirmed",
             customer_id="cus_1",
             steps=[
                 Step(
                     name="check_credit", status="done", attempts=1, started_at=NOW, finished_at=NOW
                 ),
-                Step(
-                    name="charge_invoice:inv_1",
-                    status="failed",
-                    attempts=5,
-                    error="system_unavailable: payments down",
-                    started_at=NOW,
-                ),
+                charge,
             ],
             failed_step=FailedStep(
                 name="charge_invoice:inv_1", error="payments down", attempts=5, failed_at=NOW
-            ),
+            )
+            if waiting
+            else None,
         )
 
     async def describe(self) -> Any:
+        self._known()
         return type("D", (), {"history_length": 42})()
 
     async def execute_update(self, name: str, *args: Any, result_type: Any = None) -> Any:
-        self.calls.append(name)
-        return OperatorAck(step="charge_invoice:inv_1", action=name, status="fulfilling")
+        self._known()
+        await asyncio.sleep(self.client.update_seconds)
+        self.client.calls.append(name)
+        self.client.needs_attention = False
+        return OperatorAck(step="charge_invoice:inv_1", action=name, status="confirmed")
 
 
 class _Client:
     def __init__(self) -> None:
         self.calls: list[str] = []
+        self.needs_attention = True
+        self.update_seconds = 0.0
 
     def list_workflows(self, query: str, **_: Any) -> _Iter:
         return _Iter()
 
     def get_workflow_handle(self, pid: str) -> _Handle:
-        return _Handle(self.calls)
+        return _Handle(pid, self)
 
 
 class _Provider(TemporalProvider):
@@ -145,17 +166,30 @@ def _sign_in(page: Page, base: str) -> None:
     page.click("#signin-form button[type=submit]")
 
 
-def test_operator_sees_the_failed_step_and_retries_it(served: tuple[str, _Client]) -> None:
-    base, client = served
+@contextmanager
+def _browser() -> Iterator[Page]:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        _sign_in(page, base)
-        row = page.locator(f"tr[data-id='{PID}']")
-        row.wait_for()
-        assert "needs_attention" in row.inner_text()
-        row.click()
-        page.locator(".failed-step").wait_for()
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()
+
+
+def _open_failed_process(page: Page, base: str) -> None:
+    _sign_in(page, base)
+    row = page.locator(f"tr[data-id='{PID}']")
+    row.wait_for()
+    assert "needs_attention" in row.inner_text()
+    row.click()
+    page.locator(".failed-step").wait_for()
+
+
+def test_operator_sees_the_failed_step_and_retries_it(served: tuple[str, _Client]) -> None:
+    base, client = served
+    client.update_seconds = 1.0  # long enough to see the action under way
+    with _browser() as page:
+        _open_failed_process(page, base)
         assert "charge_invoice:inv_1" in page.locator(".failed-step h3").inner_text()
         assert page.locator("#detail tbody tr").count() == 2
         page.fill("#skip-result", "{not json")
@@ -163,10 +197,48 @@ def test_operator_sees_the_failed_step_and_retries_it(served: tuple[str, _Client
         page.click("#skip")
         assert page.locator("#message").inner_text() == "the skip result is not valid JSON"
         assert client.calls == []
-        page.once("dialog", lambda d: d.accept())
+        questions: list[str] = []
+
+        def answer(dialog: Dialog) -> None:
+            questions.append(dialog.message)
+            dialog.accept()
+
+        page.once("dialog", answer)
         page.click("#retry")
         # A locator waits without evaluating script text (the console's CSP forbids eval).
-        page.locator("#message", has_text="retry").wait_for()
+        page.locator("#message", has_text="under way").wait_for()
+        assert page.locator("#retry").is_disabled() and page.locator("#abort").is_disabled()
+        page.locator("#message", has_text="retry charge_invoice:inv_1").wait_for()
         assert client.calls == ["retry"]
+        assert questions == [f"Retry step charge_invoice:inv_1 of {PID}?"]
+        # The answer reloads the process: the step runs again, nothing waits for an operator.
+        page.locator(".failed-step").wait_for(state="detached")
+        assert "confirmed" in page.locator("#detail").inner_text()
         page.screenshot(path=str(Path("/tmp/o2c-console.png")))
-        browser.close()
+
+
+def test_the_open_process_refreshes_when_its_step_fails_again(
+    served: tuple[str, _Client],
+) -> None:
+    base, client = served
+    with _browser() as page:
+        _open_failed_process(page, base)
+        page.once("dialog", lambda d: d.accept())
+        page.click("#retry")
+        page.locator(".failed-step").wait_for(state="detached")
+        client.needs_attention = True  # the retried step failed again
+        page.locator(".failed-step").wait_for(timeout=15_000)  # auto-refresh, every 5 s
+        assert "10" in page.locator("#detail tbody tr").nth(1).inner_text()  # its attempts
+
+
+def test_a_process_that_cannot_be_shown_leaves_nothing_of_the_previous_one(
+    served: tuple[str, _Client],
+) -> None:
+    base, client = served
+    with _browser() as page:
+        _open_failed_process(page, base)
+        page.goto(f"{base}/console#/processes/q2o-ord_nosuch")
+        page.locator("#message", has_text="Not found").wait_for()
+        assert page.locator("#retry").count() == 0
+        assert PID not in page.locator("#detail").inner_text()
+        assert client.calls == []
