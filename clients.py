@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
@@ -18,9 +19,10 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import OpenTelemetryPlugin
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from domain.errors import SystemUnavailable
+from settings import Settings
 from workflows.contracts.common import (
     SA_AMOUNT,
     SA_CUSTOMER_ID,
@@ -44,17 +46,43 @@ SEARCH_ATTRIBUTES: dict[str, IndexedValueType.ValueType] = {
 }
 
 
+@dataclass(frozen=True)
+class TemporalAccess:
+    """How a secured cluster is reached: TLS (True for the system's CAs, or a config with a
+    private CA and a client certificate) and an API key."""
+
+    tls: bool | TLSConfig = False
+    api_key: str | None = None
+
+
+def temporal_access(settings: Settings) -> TemporalAccess:
+    """The access the settings describe (reads the certificate files they name)."""
+    tls: bool | TLSConfig = settings.temporal_uses_tls
+    files = (settings.temporal_tls_ca, settings.temporal_tls_cert, settings.temporal_tls_key)
+    if tls and any(files):
+        ca, cert, key = (path.read_bytes() if path else None for path in files)
+        tls = TLSConfig(server_root_ca_cert=ca, client_cert=cert, client_private_key=key)
+    return TemporalAccess(tls=tls, api_key=settings.temporal_api_key)
+
+
 async def connect_temporal(
-    target: str, namespace: str = "default", *, tracing: bool = True
+    target: str,
+    namespace: str = "default",
+    *,
+    tracing: bool = True,
+    access: TemporalAccess | None = None,
 ) -> Client:
     """A client with o2c's data converter and, with ``tracing``, Temporal's OpenTelemetry
     plugin with its own spans: starts, workflow runs, updates and activities (local ones
     too) join the trace of the request that caused them."""
+    access = access or TemporalAccess()
     return await Client.connect(
         target,
         namespace=namespace,
         data_converter=pydantic_data_converter,
         plugins=[OpenTelemetryPlugin(add_temporal_spans=True)] if tracing else [],
+        tls=access.tls,
+        api_key=access.api_key,
     )
 
 
@@ -82,7 +110,12 @@ async def register_search_attributes(client: Client, namespace: str = "default")
 
 
 async def wait_for_temporal(
-    target: str, namespace: str, timeout: float = 60.0, *, tracing: bool = True
+    target: str,
+    namespace: str,
+    timeout: float = 60.0,
+    *,
+    tracing: bool = True,
+    access: TemporalAccess | None = None,
 ) -> Client:
     """Connect, retrying until ``timeout`` seconds pass (the dev server may be starting);
     ``SystemUnavailable`` when it never answers."""
@@ -90,7 +123,7 @@ async def wait_for_temporal(
     told = False
     while True:
         try:
-            return await connect_temporal(target, namespace, tracing=tracing)
+            return await connect_temporal(target, namespace, tracing=tracing, access=access)
         except RuntimeError as exc:
             if asyncio.get_running_loop().time() > deadline:
                 raise SystemUnavailable(

@@ -40,6 +40,14 @@ class Settings(BaseSettings):
     # own UI when o2c starts it, else none unless set.
     temporal_ui_url: str | None = None
     temporal_namespace: str = "default"
+    # A secured cluster (Temporal Cloud, a self-hosted one with TLS): an API key, mutual TLS
+    # with a client certificate, a private CA. TLS is on whenever a key or a client
+    # certificate is set, unless O2C_TEMPORAL_TLS says otherwise.
+    temporal_api_key: str | None = None
+    temporal_tls: bool | None = None
+    temporal_tls_ca: Path | None = None
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
     task_queue: str = TASK_QUEUE
     admin_key: str | None = None
     sandbox: bool = False
@@ -94,6 +102,20 @@ class Settings(BaseSettings):
         if level.upper() not in LOG_LEVELS:
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
         return level.upper()
+
+    @model_validator(mode="after")
+    def _client_certificate_whole(self) -> Settings:
+        if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
+            raise ValueError(
+                "O2C_TEMPORAL_TLS_CERT and O2C_TEMPORAL_TLS_KEY go together (mutual TLS)"
+            )
+        return self
+
+    @property
+    def temporal_uses_tls(self) -> bool:
+        if self.temporal_tls is not None:
+            return self.temporal_tls
+        return bool(self.temporal_api_key or self.temporal_tls_cert or self.temporal_tls_ca)
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

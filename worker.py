@@ -129,7 +129,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     Stopping polls no more, lets the activities under way finish for
     ``O2C_WORKER_SHUTDOWN_SECONDS`` (then cancels them: retried elsewhere) and says
     goodbye to the SMTP relay; a stop while still connecting just ends."""
-    from clients import register_search_attributes, wait_for_temporal
+    from clients import register_search_attributes, temporal_access, wait_for_temporal
     from systems.registry import build_systems
 
     stop = stop or stop_on_signals()
@@ -137,7 +137,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
 
     async def connect() -> Client:
         client = await wait_for_temporal(
-            settings.temporal_target, settings.temporal_namespace, tracing=settings.tracing
+            settings.temporal_target,
+            settings.temporal_namespace,
+            tracing=settings.tracing,
+            access=temporal_access(settings),
         )
         try:
             added = await register_search_attributes(client, settings.temporal_namespace)

@@ -25,6 +25,7 @@ from api.routes import (
     processes,
     quotes,
 )
+from clients import temporal_access
 from settings import Settings
 from systems.registry import Systems, build_systems
 
@@ -74,6 +75,9 @@ def create_app(settings: Settings, systems: Systems, temporal: TemporalProvider)
 def app_from_settings(settings: Settings) -> FastAPI:
     """The API over the configured systems; Temporal is connected on first use."""
     provider = TemporalProvider(
-        settings.temporal_target, settings.temporal_namespace, tracing=settings.tracing
+        settings.temporal_target,
+        settings.temporal_namespace,
+        tracing=settings.tracing,
+        access=temporal_access(settings),
     )
     return create_app(settings, build_systems(settings), provider)

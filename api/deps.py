@@ -14,6 +14,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import TemporalUnavailable
+from clients import TemporalAccess
 from settings import Settings
 from systems.ports import Erp
 from systems.records import ROLES, Role
@@ -31,8 +32,16 @@ class TemporalProvider:
     are missing (as a worker does at start-up): an API started before any worker can start
     processes. A namespace that does not exist is reported as Temporal being unavailable."""
 
-    def __init__(self, target: str, namespace: str, *, tracing: bool = True) -> None:
+    def __init__(
+        self,
+        target: str,
+        namespace: str,
+        *,
+        tracing: bool = True,
+        access: TemporalAccess | None = None,
+    ) -> None:
         self._target, self._namespace, self._tracing = target, namespace, tracing
+        self._access = access
         self._client: Client | None = None
         self._lock = asyncio.Lock()
 
@@ -45,7 +54,12 @@ class TemporalProvider:
 
                 try:
                     client = await asyncio.wait_for(
-                        connect_temporal(self._target, self._namespace, tracing=self._tracing),
+                        connect_temporal(
+                            self._target,
+                            self._namespace,
+                            tracing=self._tracing,
+                            access=self._access,
+                        ),
                         timeout=5,
                     )
                 except (RuntimeError, OSError, TimeoutError) as exc:

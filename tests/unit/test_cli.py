@@ -10,10 +10,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from temporalio.client import Client
+from temporalio.service import TLSConfig
 
 import cli
+import clients
 import devrunner
 import worker
 from clients import SEARCH_ATTRIBUTES
@@ -243,3 +247,38 @@ def test_the_worker_count_follows_the_cores_within_its_bounds(
     monkeypatch.setattr(os, "cpu_count", lambda: None)
     assert Settings().worker_processes == 1
     assert Settings(log_level="debug").log_level == "DEBUG"
+
+
+async def test_a_secured_temporal_is_reached_with_tls_a_private_ca_and_an_api_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def connect(target: str, **kwargs: Any) -> None:
+        seen.append({"target": target, **kwargs})
+
+    monkeypatch.setattr(Client, "connect", connect)
+    ca, cert, key = (tmp_path / name for name in ("ca.pem", "client.pem", "client.key"))
+    for path in (ca, cert, key):
+        path.write_bytes(f"-- {path.name} --".encode())
+    plain = Settings(data_dir=tmp_path)
+    await clients.connect_temporal("t:7233", access=clients.temporal_access(plain))
+    assert (seen[-1]["tls"], seen[-1]["api_key"]) == (False, None)
+    cloud = Settings(data_dir=tmp_path, temporal_api_key="cloud-key")
+    await clients.connect_temporal("t:7233", access=clients.temporal_access(cloud))
+    assert (seen[-1]["tls"], seen[-1]["api_key"]) == (True, "cloud-key")
+    mtls = Settings(
+        data_dir=tmp_path, temporal_tls_ca=ca, temporal_tls_cert=cert, temporal_tls_key=key
+    )
+    await clients.connect_temporal("t:7233", access=clients.temporal_access(mtls))
+    tls = seen[-1]["tls"]
+    assert isinstance(tls, TLSConfig)
+    assert (tls.server_root_ca_cert, tls.client_cert, tls.client_private_key) == (
+        b"-- ca.pem --",
+        b"-- client.pem --",
+        b"-- client.key --",
+    )
+    off = Settings(data_dir=tmp_path, temporal_api_key="k", temporal_tls=False)
+    assert clients.temporal_access(off).tls is False
+    with pytest.raises(ValueError, match="go together"):
+        Settings(data_dir=tmp_path, temporal_tls_cert=cert)
