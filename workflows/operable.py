@@ -159,6 +159,10 @@ class OperableWorkflow:
     def status(self) -> str:
         raise NotImplementedError
 
+    def refs(self) -> dict[str, str]:
+        """The business records the process is about, by kind (``order_id`` …)."""
+        return {}
+
     async def _on_attention(self, needs_attention: bool) -> None:
         """Called when the process enters or leaves needs-attention (save its view)."""
 
@@ -399,4 +403,5 @@ class OperableWorkflow:
             customer_id=self.customer_id,
             steps=self.steps,
             failed_step=self.failed,
+            refs=self.refs(),
         )

@@ -123,6 +123,10 @@ class QuoteToOrderWorkflow(OperableWorkflow):
             return self.order.status
         return self.quote.status if self.quote else "received"
 
+    def refs(self) -> dict[str, str]:
+        refs = {"quote_id": self.quote.id} if self.quote else {}
+        return refs | ({"order_id": self.order.id} if self.order else {})
+
     @workflow.query(name="quote")
     def get_quote(self) -> Quote | None:
         return self.quote

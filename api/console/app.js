@@ -93,14 +93,17 @@ async function loadDetail(id, { refresh = false } = {}) {
     throw new Error(`could not refresh (shown as of ${$("#detail-as-of")?.textContent || "earlier"}): ${err.message}`);
   }
   if (shown !== id) return; // the operator went elsewhere meanwhile
+  const held = p.status === "credit_hold" && p.refs?.order_id
+    ? await api(`/v1/orders/${encodeURIComponent(p.refs.order_id)}`).catch(() => null) : null;
+  if (shown !== id) return;
   const state = stateOf(p);
   if (refresh && state === signature) { $("#detail-as-of").textContent = clock(); return; } // keep what is typed
   signature = state;
-  render(p);
+  render(p, held);
   if (!refresh) $("#detail h2").focus();
 }
 
-function render(p) {
+function render(p, held) {
   const steps = p.steps.map((s) => `<tr><td>${esc(s.name)}</td><td>${badge(s.status)}</td>
     <td>${esc(s.attempts)}</td><td>${esc(s.error)}</td>
     <td>${esc(s.started_at)}</td><td>${esc(s.finished_at)}</td></tr>`).join("");
@@ -114,35 +117,63 @@ function render(p) {
       <label>Abort reason<input id="abort-reason"></label>
       <button type="button" id="abort">Abort</button>
     </div>` : "";
+  const refs = Object.entries(p.refs || {}).map(([kind, ref]) =>
+    `<a href="#/lookup/${esc(ref)}">${esc(kind.replace(/_id$/, ""))} ${esc(ref)}</a>`).join(" · ");
+  const hold = p.status === "credit_hold" && p.refs?.order_id ? `<div class="failed-step" role="alert">
+      <h3>Credit hold</h3>
+      <p>${esc(held?.hold_reason || "the order waits for a release or a cancel")}</p>
+      <label>Release note (optional)<input id="release-note"></label>
+      <button type="button" id="release">Release</button>
+    </div>` : "";
   $("#detail").innerHTML = `<h2 tabindex="-1">${esc(p.process_id)}</h2>
+    ${refs ? `<p>${refs}</p>` : ""}
     <p>${esc(p.type)} · ${badge(p.status)} · customer ${esc(p.customer_id)} ·
        history ${esc(p.history_length)} events${p.temporal_ui_url ? ` · <a href="${esc(p.temporal_ui_url)}">Temporal UI</a>` : ""}
        · <span class="as-of">as of <span id="detail-as-of">${esc(clock())}</span></span></p>
-    ${failed}
+    ${failed}${hold}
     <table><thead><tr><th>Step</th><th>Status</th><th>Attempts</th><th>Error</th><th>Started</th><th>Finished</th></tr></thead>
     <tbody class="static">${steps}</tbody></table>`;
   if (f) wireActions(p.process_id, f.name);
+  if (hold) {
+    const order = p.refs.order_id;
+    $("#release").onclick = () => perform(p.process_id, {
+      path: `/v1/orders/${encodeURIComponent(order)}/release`,
+      question: `Release the credit hold of order ${order}?`,
+      body: { note: $("#release-note").value.trim() },
+      doing: `release of order ${order}`,
+      done: (o) => `released order ${o.id}: it is ${o.status}`,
+    });
+  }
+}
+
+// An action on the open process: its buttons wait while it runs, then the process is
+// reloaded — also after a refusal, which means its state moved on.
+async function perform(id, { path, question, body, doing, done }) {
+  if (busy || !confirm(question)) return;
+  busy = true;
+  for (const b of document.querySelectorAll("#detail button")) b.disabled = true;
+  say(`${doing} under way…`, "info");
+  try {
+    const answer = await api(path, { method: "POST", body: body === undefined ? undefined : JSON.stringify(body) });
+    say(done(answer), "ok");
+  } catch (err) {
+    say(err.message);
+  } finally {
+    busy = false;
+  }
+  if (shown !== id) return;
+  signature = "";
+  await loadDetail(id, { refresh: true }).catch((err) => say(err.message));
 }
 
 function wireActions(id, step) {
-  const buttons = ["#retry", "#skip", "#abort"].map((sel) => $(sel));
-  const act = async (action, question, body) => {
-    if (busy || !confirm(question)) return;
-    busy = true;
-    for (const b of buttons) b.disabled = true;
-    say(`${action} of ${step} under way…`, "info");
-    try {
-      const ack = await api(`/v1/processes/${encodeURIComponent(id)}/${action}`, { method: "POST", body: body === undefined ? undefined : JSON.stringify(body) });
-      say(`${ack.action} ${ack.step}: process is ${ack.status}`, "ok");
-    } catch (err) {
-      say(err.message); // a conflict means the state moved on: the reload below shows it
-    } finally {
-      busy = false;
-    }
-    if (shown !== id) return;
-    signature = "";
-    await loadDetail(id, { refresh: true }).catch((err) => say(err.message));
-  };
+  const act = (action, question, body) => perform(id, {
+    path: `/v1/processes/${encodeURIComponent(id)}/${action}`,
+    question,
+    body,
+    doing: `${action} of ${step}`,
+    done: (ack) => `${ack.action} ${ack.step}: process is ${ack.status}`,
+  });
   $("#retry").onclick = () => act("retry", `Retry step ${step} of ${id}?`);
   $("#skip").onclick = () => {
     const text = $("#skip-result").value.trim();
@@ -192,7 +223,11 @@ async function route() {
   const hash = location.hash || "#/processes";
   try {
     if (hash.startsWith("#/processes/")) await loadDetail(decodeURIComponent(hash.slice(12)));
-    else if (hash.startsWith("#/lookup")) show("#lookup");
+    else if (hash.startsWith("#/lookup")) {
+      show("#lookup");
+      const id = decodeURIComponent(hash.slice(9));
+      if (id) { $("#lookup-id").value = id; await lookup(id); }
+    }
     else { show("#processes"); await loadProcesses(); }
   } catch (err) { say(err.message); }
 }
@@ -215,7 +250,11 @@ $("#attention").onclick = () => { $("#filters").status.value = "needs_attention"
 $("#more").onclick = () => loadProcesses({ append: true }).catch((err) => say(err.message));
 $("#rows").onclick = (e) => { const tr = e.target.closest("tr"); if (tr && tr.dataset.id) location.hash = `#/processes/${tr.dataset.id}`; };
 $("#rows").onkeydown = (e) => { if (e.key === "Enter") $("#rows").onclick(e); };
-$("#lookup-form").onsubmit = (e) => { e.preventDefault(); lookup($("#lookup-id").value.trim()).catch((err) => say(err.message)); };
+$("#lookup-form").onsubmit = (e) => {
+  e.preventDefault();
+  const target = `#/lookup/${encodeURIComponent($("#lookup-id").value.trim())}`;
+  if (location.hash === target) route(); else location.hash = target;
+};
 window.addEventListener("hashchange", route);
 setInterval(refresh, REFRESH_MS);
 route();

@@ -58,6 +58,10 @@ class ProcessDetail(BaseModel):
     temporal_ui_url: str | None = Field(
         description="the process in the Temporal UI; null when its address is not known"
     )
+    refs: dict[str, str] = Field(
+        default_factory=dict,
+        description="the records the process is about, by kind: quote_id, order_id",
+    )
 
 
 def _quote(value: str) -> str:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,13 @@ from api.deps import TemporalProvider
 from settings import Settings
 from systems.registry import build_systems
 from workflows.contracts.common import FailedStep, OperatorAck, ProcessView, Step
+from workflows.contracts.quote_to_order import Order
 from workflows.operable import SA_ATTENTION_KEY, SA_CUSTOMER_KEY, SA_STATUS_KEY, SA_TYPE_KEY
 
 pytestmark = pytest.mark.slow
 KEY = "o2c_admin_browser_" + "b" * 24
-PID = "q2o-ord_browser"
+ORDER = "ord_browser"
+PID = f"q2o-{ORDER}"
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 CHROMIUM_ARGS = [
     "--headless",
@@ -76,6 +79,19 @@ class _Handle:
 
     async def query(self, name: str, result_type: Any = None) -> Any:
         self._known()
+        if name == "order":
+            return self.client.order()
+        if self.client.held:
+            return ProcessView(
+                process_id=PID,
+                type="quote_to_order",
+                status="credit_hold",
+                customer_id="cus_1",
+                steps=[
+                    Step(name="check_credit", status="done", attempts=1, started_at=NOW),
+                ],
+                refs={"order_id": ORDER},
+            )
         waiting = self.client.needs_attention
         charge = Step(
             name="charge_invoice:inv_1",
@@ -89,6 +105,7 @@ class _Handle:
             type="quote_to_order",
             status="needs_attention" if waiting else "confirmed",
             customer_id="cus_1",
+            refs={"order_id": ORDER},
             steps=[
                 Step(
                     name="check_credit", status="done", attempts=1, started_at=NOW, finished_at=NOW
@@ -110,6 +127,9 @@ class _Handle:
         self._known()
         await asyncio.sleep(self.client.update_seconds)
         self.client.calls.append(name)
+        if name == "release":
+            self.client.held = False
+            return self.client.order()
         self.client.needs_attention = False
         return OperatorAck(step="charge_invoice:inv_1", action=name, status="confirmed")
 
@@ -118,7 +138,32 @@ class _Client:
     def __init__(self) -> None:
         self.calls: list[str] = []
         self.needs_attention = True
+        self.held = False  # the order waits in a credit hold instead
         self.update_seconds = 0.0
+
+    def order(self) -> Order:
+        return Order(
+            id=ORDER,
+            process_id=PID,
+            customer_id="cus_1",
+            status="credit_hold" if self.held else "confirmed",
+            lines=[],
+            subtotal=Decimal("500.00"),
+            discount=Decimal("0.00"),
+            tax=Decimal("95.00"),
+            total=Decimal("595.00"),
+            currency="EUR",
+            payment="invoice",
+            steps=[],
+            shipments=[],
+            subscription_ids=[],
+            service_orders=[],
+            invoice_ids=[],
+            hold_reason="open AR 0.00 + order 595.00 exceeds credit limit 100.00"
+            if self.held
+            else None,
+            created_at=NOW,
+        )
 
     def list_workflows(self, query: str, **_: Any) -> _Iter:
         return _Iter()
@@ -242,3 +287,23 @@ def test_a_process_that_cannot_be_shown_leaves_nothing_of_the_previous_one(
         assert page.locator("#retry").count() == 0
         assert PID not in page.locator("#detail").inner_text()
         assert client.calls == []
+
+
+def test_an_operator_releases_a_credit_hold_from_the_process(
+    served: tuple[str, _Client],
+) -> None:
+    base, client = served
+    client.held = True
+    with _browser() as page:
+        _sign_in(page, base)
+        page.goto(f"{base}/console#/processes/{PID}")
+        page.locator("#release").wait_for()
+        assert "exceeds credit limit 100.00" in page.locator("#detail").inner_text()
+        page.fill("#release-note", "vip customer")
+        page.once("dialog", lambda d: d.accept())
+        page.click("#release")
+        page.locator("#message", has_text=f"released order {ORDER}").wait_for()
+        assert client.calls == ["release"]
+        page.locator("#release").wait_for(state="detached")  # reloaded: no hold any more
+        page.click(f"a[href='#/lookup/{ORDER}']")
+        page.locator("#total", has_text="595.00").wait_for()

@@ -53,6 +53,8 @@ async def test_approved_quote_accepted_with_card_completes_and_is_paid(h: Harnes
     assert accepted.status == "accepted" and accepted.order_id is not None
     result = await handle.result()
     assert result.quote is not None and result.quote.status == "ordered"
+    refs = {"quote_id": quote.id, "order_id": accepted.order_id}
+    assert (await h.view(handle)).refs == refs
     order = result.order
     assert order is not None and order.status == "completed"
     assert [s.name for s in order.steps] == [
@@ -151,6 +153,8 @@ async def test_credit_hold_waits_for_release_then_completes(h: Harness) -> None:
     handle = await h.start(await h.input(cid, SETUP, quote=False, payment="invoice"))
     held = await h.until(handle, "order", Order, lambda o: o.status == "credit_hold")
     assert held.hold_reason is not None and "exceeds credit limit 100.00" in held.hold_reason
+    view = await h.view(handle)  # what an operator's console links to
+    assert (view.status, view.refs) == ("credit_hold", {"order_id": held.id})
     with pytest.raises(WorkflowUpdateFailedError) as err:
         await handle.execute_update("retry")
     assert _conflict(err.value) == "conflict"

@@ -87,3 +87,5 @@ class ProcessView(BaseModel):
     customer_id: str | None = None
     steps: list[Step]
     failed_step: FailedStep | None = None
+    # The business records the process is about, by kind: {"quote_id": …, "order_id": …}.
+    refs: dict[str, str] = Field(default_factory=dict)
