@@ -10,6 +10,9 @@ let pages = 0; // pages of the process list on screen
 let shown = null; // the process the detail shows (or is loading)
 let signature = ""; // the state the detail last rendered
 let busy = false; // an operator action is under way
+let role = null; // the signed-in key's role: actions are offered only to operators and admins
+const canAct = () => role === "operator" || role === "admin";
+const roleNote = () => `<p class="as-of">Acting on it needs the operator role; this key is a ${esc(role)}.</p>`;
 
 function esc(value) {
   return String(value ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
@@ -34,7 +37,7 @@ function show(id) {
   if (id !== "#detail") shown = null;
 }
 
-function signOut() { sessionStorage.removeItem(KEY); $("#signout").hidden = true; show("#signin"); }
+function signOut() { sessionStorage.removeItem(KEY); role = null; $("#signout").hidden = true; show("#signin"); }
 
 // --- the process list -------------------------------------------------------------------
 
@@ -111,19 +114,19 @@ function render(p, held) {
   const failed = f ? `<div class="failed-step" role="alert">
       <h3>Needs attention: ${esc(f.name)}</h3>
       <p>${esc(f.error)} — ${esc(f.attempts)} attempts, failed at ${esc(f.failed_at)}</p>
-      <button type="button" id="retry">Retry</button>
+      ${canAct() ? `<button type="button" id="retry">Retry</button>
       <label>Skip with result (JSON, optional)<textarea id="skip-result" rows="3"></textarea></label>
       <button type="button" id="skip">Skip</button>
       <label>Abort reason<input id="abort-reason"></label>
-      <button type="button" id="abort">Abort</button>
+      <button type="button" id="abort">Abort</button>` : roleNote()}
     </div>` : "";
   const refs = Object.entries(p.refs || {}).map(([kind, ref]) =>
     `<a href="#/lookup/${esc(ref)}">${esc(kind.replace(/_id$/, ""))} ${esc(ref)}</a>`).join(" · ");
   const hold = p.status === "credit_hold" && p.refs?.order_id ? `<div class="failed-step" role="alert">
       <h3>Credit hold</h3>
       <p>${esc(held?.hold_reason || "the order waits for a release or a cancel")}</p>
-      <label>Release note (optional)<input id="release-note"></label>
-      <button type="button" id="release">Release</button>
+      ${canAct() ? `<label>Release note (optional)<input id="release-note"></label>
+      <button type="button" id="release">Release</button>` : roleNote()}
     </div>` : "";
   $("#detail").innerHTML = `<h2 tabindex="-1">${esc(p.process_id)}</h2>
     ${refs ? `<p>${refs}</p>` : ""}
@@ -133,6 +136,7 @@ function render(p, held) {
     ${failed}${hold}
     <table><thead><tr><th>Step</th><th>Status</th><th>Attempts</th><th>Error</th><th>Started</th><th>Finished</th></tr></thead>
     <tbody class="static">${steps}</tbody></table>`;
+  if (!canAct()) return;
   if (f) wireActions(p.process_id, f.name);
   if (hold) {
     const order = p.refs.order_id;
@@ -222,6 +226,7 @@ async function route() {
   $("#signout").hidden = false;
   const hash = location.hash || "#/processes";
   try {
+    if (!role) role = (await api("/v1/api-keys/me")).role;
     if (hash.startsWith("#/processes/")) await loadDetail(decodeURIComponent(hash.slice(12)));
     else if (hash.startsWith("#/lookup")) {
       show("#lookup");

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import Admin, ErpDep, StateDep, sandbox_only
+from api.deps import Admin, ErpDep, StateDep, Viewer, sandbox_only
 from api.errors import TemporalUnavailable
 from api.idempotency import IDEMPOTENT, idempotent
 from systems.ports import Erp
@@ -50,6 +50,18 @@ async def create_key(body: KeyCreate, request: Request, who: Admin, erp: ErpDep)
         return KeyCreated(id=record.id, name=record.name, role=record.role, key=secret)
 
     return await idempotent(request, who, erp, 201, create, sealed=("key",))
+
+
+class Caller(BaseModel):
+    id: str = Field(description="the key's id; `admin` for O2C_ADMIN_KEY")
+    role: Role
+
+
+@router.get("/v1/api-keys/me", response_model=Caller)
+def whoami(who: Viewer) -> Caller:
+    """The key the request was made with: what its holder may do (the console shows only
+    the actions a key's role allows)."""
+    return Caller(id=who.key_id, role=who.role)
 
 
 @router.post("/v1/test-clocks", status_code=201, response_model=TestClock, openapi_extra=IDEMPOTENT)

@@ -485,3 +485,12 @@ def test_a_requests_log_lines_carry_the_process_and_customer_it_is_about(
         ("q2o-quo_other", "-"),
         ("q2o-ord_third", "-"),
     ]
+
+
+def test_a_key_can_ask_what_it_may_do(client: TestClient) -> None:
+    assert client.get("/v1/api-keys/me").json() == {"id": "admin", "role": "admin"}
+    viewer = key(client, "viewer")
+    me = client.get("/v1/api-keys/me", headers={"Authorization": f"Bearer {viewer}"})
+    assert me.status_code == 200 and me.json()["role"] == "viewer"
+    assert me.json()["id"].startswith("key_")
+    assert_problem(client.get("/v1/api-keys/me", headers={"Authorization": "Bearer nope"}), 401)

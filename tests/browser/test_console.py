@@ -8,9 +8,11 @@ test drives exactly the HTTP the console uses.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -307,3 +309,22 @@ def test_an_operator_releases_a_credit_hold_from_the_process(
         page.locator("#release").wait_for(state="detached")  # reloaded: no hold any more
         page.click(f"a[href='#/lookup/{ORDER}']")
         page.locator("#total", has_text="595.00").wait_for()
+
+
+def test_a_viewer_sees_what_waits_but_is_offered_no_action(served: tuple[str, _Client]) -> None:
+    base, client = served
+    request = urllib.request.Request(
+        f"{base}/v1/api-keys",
+        data=json.dumps({"name": "watcher", "role": "viewer"}).encode(),
+        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request) as answer:
+        viewer = json.load(answer)["key"]
+    with _browser() as page:
+        page.goto(f"{base}/console")
+        page.fill("#key", viewer)
+        page.click("#signin-form button[type=submit]")
+        page.locator(f"tr[data-id='{PID}']").click()
+        page.locator(".failed-step", has_text="needs the operator role").wait_for()
+        assert "charge_invoice:inv_1" in page.locator(".failed-step h3").inner_text()
+        assert page.locator("#detail button").count() == 0
