@@ -6,10 +6,13 @@ the ``Systems`` bundle (or one port of it).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from settings import Settings
 from systems.ports import Erp, Notifier, PaymentGateway
+
+log = logging.getLogger("o2c.systems")
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,12 @@ def build_systems(settings: Settings) -> Systems:
     from systems.payments.sandbox import SandboxGateway
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.environment == "production" and settings.db_url.startswith("sqlite"):
+        log.warning(
+            "production on SQLite (%s): another replica of the API or a worker elsewhere "
+            "has a database of its own; set O2C_DATABASE_URL to a shared PostgreSQL",
+            settings.db_url,
+        )
     engine = make_engine(settings.db_url)
     create_schema(engine)
     return Systems(

@@ -1,7 +1,9 @@
-"""The demo seed: made once, finished by the next run when it was stopped half way."""
+"""Building the systems and seeding them: the demo seed is made once and finished by the
+next run when it was stopped half way; production on SQLite is warned about."""
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from pathlib import Path
 
@@ -46,3 +48,15 @@ async def test_a_seed_stopped_half_way_is_finished_by_the_next_one(
         cards = conn.execute(text("SELECT customer_id FROM erp_payment_methods")).all()
     assert [c.customer_id for c in cards] == [finished.customers["card_on_file"]]
     assert systems.erp.get_product("WIDGET-1").unit_price == Decimal("19.99")
+
+
+def test_production_on_sqlite_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="o2c.systems"):
+        build_systems(Settings(data_dir=tmp_path, environment="production"))
+    assert "production on SQLite" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="o2c.systems"):
+        _systems(tmp_path)  # development: SQLite is the default
+    assert caplog.text == ""
