@@ -86,6 +86,26 @@ async def connect_temporal(
     )
 
 
+async def prepare_namespace(client: Client, namespace: str, target: str) -> None:
+    """Register o2c's search attributes the namespace lacks (what a worker and the API do
+    when they connect). A cluster that does not let o2c do it is left to its operators
+    (deploy/README.md); a namespace that does not exist, or any other refusal, is
+    ``SystemUnavailable``."""
+    try:
+        added = await register_search_attributes(client, namespace)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.PERMISSION_DENIED:
+            log.warning("cannot check o2c's search attributes: %s", exc.message)
+            return
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise SystemUnavailable(
+                "temporal", f"namespace {namespace} does not exist at {target}"
+            ) from exc
+        raise SystemUnavailable("temporal", f"{target}: {exc.message}") from exc
+    if added:
+        log.info("registered search attributes %s", ", ".join(added))
+
+
 async def register_search_attributes(client: Client, namespace: str = "default") -> list[str]:
     """Add o2c's search attributes that the namespace lacks; returns the names added."""
     try:

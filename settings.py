@@ -90,10 +90,20 @@ class Settings(BaseSettings):
     @field_validator("smtp_url")
     @classmethod
     def _smtp(cls, url: str | None) -> str | None:
-        if url is not None:
-            parts = urlsplit(url)
-            if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-                raise ValueError("must be smtp://[user:pass@]host[:port] or smtps://…")
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("must be smtp://[user:pass@]host[:port] or smtps://…")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError(
+                "has more than user, password, host and port: percent-encode '/', '?', '#' "
+                "and '@' in the user and password"
+            )
+        try:
+            parts.port  # noqa: B018 - parsing it checks it
+        except ValueError:
+            raise ValueError("the port must be a number from 1 to 65535") from None
         return url
 
     @field_validator("log_level")

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -27,7 +26,6 @@ from activities.erp import ErpActivities
 from activities.faults import Faults
 from activities.notifications import NotifyActivities
 from activities.payments import PaymentActivities
-from domain.errors import SystemUnavailable
 from settings import Settings
 from systems.registry import Systems
 from workflows.quote_to_order import QuoteToOrderWorkflow
@@ -129,7 +127,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     Stopping polls no more, lets the activities under way finish for
     ``O2C_WORKER_SHUTDOWN_SECONDS`` (then cancels them: retried elsewhere) and says
     goodbye to the SMTP relay; a stop while still connecting just ends."""
-    from clients import register_search_attributes, temporal_access, wait_for_temporal
+    from clients import prepare_namespace, temporal_access, wait_for_temporal
     from systems.registry import build_systems
 
     stop = stop or stop_on_signals()
@@ -142,18 +140,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
             tracing=settings.tracing,
             access=temporal_access(settings),
         )
-        try:
-            added = await register_search_attributes(client, settings.temporal_namespace)
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
-            raise SystemUnavailable(
-                "temporal",
-                f"namespace {settings.temporal_namespace} does not exist at "
-                f"{settings.temporal_target}",
-            ) from exc
-        if added:
-            log.info("registered search attributes %s", ", ".join(added))
+        await prepare_namespace(client, settings.temporal_namespace, settings.temporal_target)
         return client
 
     connecting = asyncio.create_task(connect())

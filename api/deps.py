@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import logging
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import TemporalUnavailable
-from clients import TemporalAccess
+from clients import TemporalAccess, connect_temporal, prepare_namespace
+from domain.errors import SystemUnavailable
 from settings import Settings
 from systems.ports import Erp
 from systems.records import ROLES, Role
 from systems.registry import Systems
 from telemetry import tag_log
 from workflows.contracts.quote_to_order import quote_process_id
-
-log = logging.getLogger("o2c.api")
 
 
 class TemporalProvider:
@@ -50,8 +47,6 @@ class TemporalProvider:
             return self._client
         async with self._lock:
             if self._client is None:
-                from clients import connect_temporal
-
                 try:
                     client = await asyncio.wait_for(
                         connect_temporal(
@@ -69,26 +64,14 @@ class TemporalProvider:
             return self._client
 
     async def _prepare(self, client: Client) -> None:
-        from clients import register_search_attributes
-
         try:
-            added = await asyncio.wait_for(
-                register_search_attributes(client, self._namespace), timeout=5
+            await asyncio.wait_for(
+                prepare_namespace(client, self._namespace, self._target), timeout=5
             )
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.PERMISSION_DENIED:
-                # Registered by the cluster's operators (deploy/README.md), not by o2c.
-                log.warning("cannot check o2c's search attributes: %s", exc.message)
-                return
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                raise TemporalUnavailable(
-                    f"namespace {self._namespace} does not exist on Temporal at {self._target}"
-                ) from exc
-            raise TemporalUnavailable(f"Temporal at {self._target}: {exc.message}") from exc
+        except SystemUnavailable as exc:
+            raise TemporalUnavailable(str(exc)) from exc
         except TimeoutError as exc:
             raise TemporalUnavailable(f"Temporal at {self._target} is unreachable") from exc
-        if added:
-            log.info("registered search attributes %s", ", ".join(added))
 
 
 @dataclass(frozen=True)

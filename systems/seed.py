@@ -1,8 +1,10 @@
 """Demo data for ``make run``: created once, so a second start changes nothing.
 
-Every part is made at most once and the whole is marked done last, so a seed stopped half
-way (Ctrl-C while ``make run`` starts) is finished by the next one, and two seeds at once
-both end with the same demo data."""
+Each part is recorded as soon as it is made and the whole is marked done last, so a seed
+stopped half way (Ctrl-C while ``make run`` starts) is finished by the next one; catalog
+entries already there are kept. A part stopped between being made and being recorded is
+made again, as it can be by two seeds running at once: at worst a second demo customer or
+card, never a seed that cannot finish."""
 
 from __future__ import annotations
 

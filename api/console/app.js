@@ -10,6 +10,8 @@ let pages = 0; // pages of the process list on screen
 let shown = null; // the process the detail shows (or is loading)
 let signature = ""; // the state the detail last rendered
 let busy = false; // an operator action is under way
+let listLoad = 0; // the newest list request: an older answer arriving late is dropped
+let lookupLoad = 0; // likewise for look-ups
 let role = null; // the signed-in key's role: actions are offered only to operators and admins
 const canAct = () => role === "operator" || role === "admin";
 const roleNote = () => `<p class="as-of">Acting on it needs the operator role; this key is a ${esc(role)}.</p>`;
@@ -48,15 +50,18 @@ async function loadProcesses({ append = false, refresh = false } = {}) {
   const params = new URLSearchParams({ limit: "50" });
   for (const [k, v] of form.entries()) if (v) params.set(k, v);
   if (append && cursor) params.set("cursor", cursor);
+  const load = ++listLoad;
   let page, attention;
   try {
     page = await api(`/v1/processes?${params}`);
     attention = await api("/v1/processes?status=needs_attention&limit=100");
   } catch (err) {
+    if (load !== listLoad) return; // a newer request (another filter) answers instead
     // A refresh keeps the rows and says they are old; a new filter shows no rows it did not ask for.
     if (!append && !refresh) emptyList();
     throw refresh ? new Error(`could not refresh (the list is as of ${$("#as-of").textContent || "earlier"}): ${err.message}`) : err;
   }
+  if (load !== listLoad) return;
   cursor = page.next_cursor;
   pages = append ? pages + 1 : 1;
   $("#more").hidden = !cursor;
@@ -202,10 +207,18 @@ function lines(items) {
 }
 
 async function lookup(id) {
+  const load = ++lookupLoad;
   $("#lookup-result").innerHTML = "";
   const kind = id.startsWith("ord_") ? "orders" : id.startsWith("quo_") ? "quotes" : id.startsWith("inv_") ? "invoices" : null;
   if (!kind) { say("ids start with ord_, quo_ or inv_"); return; }
-  const r = await api(`/v1/${kind}/${encodeURIComponent(id)}`);
+  let r;
+  try {
+    r = await api(`/v1/${kind}/${encodeURIComponent(id)}`);
+  } catch (err) {
+    if (load === lookupLoad) throw err;
+    return;
+  }
+  if (load !== lookupLoad) return; // another id was asked for meanwhile
   const extra = kind === "orders"
     ? `<p>Shipments: ${(r.shipments || []).map((s) => `${esc(s.id)} ${badge(s.status)}`).join(", ") || "none"} ·
        Invoices: ${(r.invoice_ids || []).map(esc).join(", ") || "none"}</p>`
@@ -231,7 +244,7 @@ async function route() {
     else if (hash.startsWith("#/lookup")) {
       show("#lookup");
       const id = decodeURIComponent(hash.slice(9));
-      if (id) { $("#lookup-id").value = id; await lookup(id); }
+      if (id) { $("#lookup-id").value = id; await lookup(id); } else { lookupLoad++; $("#lookup-result").innerHTML = ""; }
     }
     else { show("#processes"); await loadProcesses(); }
   } catch (err) { say(err.message); }

@@ -217,13 +217,17 @@ class PlatformMixin(ErpBase):
             return TestClock.model_validate(row, from_attributes=True)
 
     def register_clock_process(self, clock_id: str, process_id: str) -> None:
-        """Record that ``process_id`` lives on the clock (before it is started; a retry of
-        the same start changes nothing)."""
+        """Record that ``process_id`` lives on the clock, before it is started; a retried
+        start renews the time (the grace a process not yet started gets runs from it)."""
+        now = utcnow()
         stmt = insert_for(self._engine.dialect.name, _CLOCK_PROCESSES).values(
-            clock_id=clock_id, process_id=process_id, registered_at=utcnow()
+            clock_id=clock_id, process_id=process_id, registered_at=now
+        )
+        renew = stmt.on_conflict_do_update(
+            index_elements=["clock_id", "process_id"], set_={"registered_at": now}
         )
         with write_connection(self._engine) as conn:
-            conn.execute(stmt.on_conflict_do_nothing(index_elements=["clock_id", "process_id"]))
+            conn.execute(renew)
 
     def clock_processes(self, clock_id: str) -> dict[str, datetime]:
         """The processes registered on the clock that have not been found ended, each with

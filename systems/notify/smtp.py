@@ -13,8 +13,8 @@ the at-least-once case above.
 
 Connections are encrypted when the relay can: ``smtps://`` is TLS from the start, and on
 ``smtp://`` the client upgrades with STARTTLS whenever the relay offers it; certificates
-are verified. Credentials in the URL are never sent over an unencrypted connection to
-another host: a relay that offers no STARTTLS is then refused.
+of relays on other hosts are verified. Credentials in the URL are never sent over an
+unencrypted connection to another host: a relay that offers no STARTTLS is then refused.
 
 A refusal is an answer, not a failure to connect: a permanent one (5xx: no such mailbox,
 message rejected) is ``MessageRefused``, which no retry can change, so the step asks an
@@ -186,7 +186,7 @@ class SmtpNotifier:
         try:
             if self._url.scheme == "smtps":
                 smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                    host, port or 465, timeout=TIMEOUT_SECONDS, context=tls_context()
+                    host, port or 465, timeout=TIMEOUT_SECONDS, context=tls_context(host)
                 )
             else:
                 smtp = smtplib.SMTP(host, port or 25, timeout=TIMEOUT_SECONDS)
@@ -206,7 +206,7 @@ class SmtpNotifier:
             return
         smtp.ehlo()
         if smtp.has_extn("starttls"):
-            smtp.starttls(context=tls_context())
+            smtp.starttls(context=tls_context(host))
             smtp.ehlo()
         elif self._url.username and not _on_this_host(host):
             raise SystemUnavailable(
@@ -248,10 +248,16 @@ def compose(sender: str, to: str, subject: str, message_id: str, body: str) -> b
     return msg.as_bytes(policy=_WIRE)
 
 
-def tls_context() -> ssl.SSLContext:
-    """Verifies the relay's certificate and name against the system's trusted CAs
-    (``SSL_CERT_FILE`` adds a private CA)."""
-    return ssl.create_default_context()
+def tls_context(host: str) -> ssl.SSLContext:
+    """Verifies the certificate and name of a relay elsewhere against the system's trusted
+    CAs (``SSL_CERT_FILE`` adds a private CA). A relay on this host is encrypted to but not
+    verified: nothing between the two can listen, and local relays (a distribution's
+    default Postfix) commonly present a self-signed certificate."""
+    context = ssl.create_default_context()
+    if _on_this_host(host):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def _on_this_host(host: str) -> bool:

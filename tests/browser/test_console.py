@@ -60,12 +60,20 @@ class _Info:
 
 
 class _Iter:
-    def __init__(self) -> None:
-        self.current_page = [_Info()]
+    """Visibility: the one process, or none for another customer; a list for no customer
+    in particular takes ``slow_list_seconds`` to answer."""
+
+    def __init__(self, query: str, client: _Client) -> None:
+        self.query, self.client = query, client
+        self.current_page: list[_Info] = []
         self.next_page_token = None
 
     async def fetch_next_page(self) -> None:
-        return None
+        if "cus_nobody" in self.query:
+            return
+        if "O2cCustomerId" not in self.query:
+            await asyncio.sleep(self.client.slow_list_seconds)
+        self.current_page = [_Info()]
 
 
 class _Handle:
@@ -142,6 +150,7 @@ class _Client:
         self.needs_attention = True
         self.held = False  # the order waits in a credit hold instead
         self.update_seconds = 0.0
+        self.slow_list_seconds = 0.0
 
     def order(self) -> Order:
         return Order(
@@ -168,7 +177,7 @@ class _Client:
         )
 
     def list_workflows(self, query: str, **_: Any) -> _Iter:
-        return _Iter()
+        return _Iter(query, self)
 
     def get_workflow_handle(self, pid: str) -> _Handle:
         return _Handle(pid, self)
@@ -328,3 +337,20 @@ def test_a_viewer_sees_what_waits_but_is_offered_no_action(served: tuple[str, _C
         page.locator(".failed-step", has_text="needs the operator role").wait_for()
         assert "charge_invoice:inv_1" in page.locator(".failed-step h3").inner_text()
         assert page.locator("#detail button").count() == 0
+
+
+def test_a_late_answer_to_an_older_filter_does_not_replace_the_newer_one(
+    served: tuple[str, _Client],
+) -> None:
+    base, client = served
+    with _browser() as page:
+        _sign_in(page, base)
+        page.locator(f"tr[data-id='{PID}']").wait_for()
+        client.slow_list_seconds = 2.0
+        page.click("#filters button[type=submit]")  # all processes: slow to answer
+        page.fill("#filters input[name=customer_id]", "cus_nobody")
+        page.click("#filters button[type=submit]")  # the newer question
+        page.locator("tr.empty").wait_for()
+        page.wait_for_timeout(3000)  # the older answer arrives meanwhile
+        assert page.locator("tr.empty").count() == 1
+        assert page.locator(f"tr[data-id='{PID}']").count() == 0

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client
-from temporalio.service import TLSConfig
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 import cli
 import clients
@@ -32,6 +32,7 @@ from devrunner import (
     temporal_command,
     wait_port,
 )
+from domain.errors import SystemUnavailable
 from settings import Settings
 from systems.registry import build_systems
 
@@ -221,6 +222,8 @@ def test_the_apis_own_server_lines_come_in_o2c_log_format(tmp_path: Path) -> Non
         ("O2C_DATABASE_URL", "garbage", "not a database URL"),
         ("O2C_DATABASE_URL", "mysql://u:p@h/db", "mysql is not supported"),
         ("O2C_SMTP_URL", "mail.example.com:25", "must be smtp://"),
+        ("O2C_SMTP_URL", "smtp://mail.example.com:70000", "port must be a number"),
+        ("O2C_SMTP_URL", "smtp://u:pa#ss@mail.example.com:587", "percent-encode"),
         ("O2C_LOG_LEVEL", "verbose", "must be one of DEBUG"),
         ("O2C_API_PORT", "99999", "less than or equal to 65535"),
         ("O2C_TEMPORAL_PORT", "0", "greater than or equal to 1"),
@@ -282,3 +285,25 @@ async def test_a_secured_temporal_is_reached_with_tls_a_private_ca_and_an_api_ke
     assert clients.temporal_access(off).tls is False
     with pytest.raises(ValueError, match="go together"):
         Settings(data_dir=tmp_path, temporal_tls_cert=cert)
+
+
+async def test_a_namespace_o2c_may_not_change_is_left_to_its_operators(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Operator:
+        def __init__(self, status: RPCStatusCode) -> None:
+            self.status = status
+
+        async def list_search_attributes(self, request: Any) -> Any:
+            raise RPCError("refused", self.status, b"")
+
+    def client(status: RPCStatusCode) -> Any:
+        return type("C", (), {"operator_service": Operator(status)})()
+
+    with caplog.at_level("WARNING", logger="o2c.temporal"):
+        await clients.prepare_namespace(client(RPCStatusCode.PERMISSION_DENIED), "o2c", "t:1")
+    assert "cannot check o2c's search attributes" in caplog.text
+    with pytest.raises(SystemUnavailable, match="namespace o2c does not exist at t:1"):
+        await clients.prepare_namespace(client(RPCStatusCode.NOT_FOUND), "o2c", "t:1")
+    with pytest.raises(SystemUnavailable, match="t:1: refused"):
+        await clients.prepare_namespace(client(RPCStatusCode.INTERNAL), "o2c", "t:1")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -468,7 +469,10 @@ def test_a_clock_registers_its_processes_once_until_they_are_found_ended(
     other = erp.create_clock(datetime(2026, 1, 1, tzinfo=UTC))
     before = datetime.now(UTC)
     erp.register_clock_process(clock.id, "q2o-ord_a")
-    erp.register_clock_process(clock.id, "q2o-ord_a")  # a retried start
+    first = erp.clock_processes(clock.id)["q2o-ord_a"]
+    time.sleep(0.01)
+    erp.register_clock_process(clock.id, "q2o-ord_a")  # a retried start renews its time
+    assert erp.clock_processes(clock.id)["q2o-ord_a"] > first
     erp.register_clock_process(clock.id, "q2o-ord_b")
     erp.register_clock_process(other.id, "q2o-ord_c")
     registered = erp.clock_processes(clock.id)

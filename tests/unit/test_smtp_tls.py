@@ -82,9 +82,9 @@ class _Relay:
 
 
 @contextmanager
-def _relay(folder: Path, *, tls: bool) -> Iterator[tuple[_Relay, SmtpNotifier]]:
+def _relay(folder: Path, *, tls: bool, login: bool = True) -> Iterator[tuple[_Relay, SmtpNotifier]]:
     """A relay (with a self-signed certificate for STARTTLS if ``tls``) and a notifier that
-    logs in to it."""
+    logs in to it (if ``login``)."""
     port, relay, context = _free_port(), _Relay(), None
     if tls:
         cert, key = _certificate(folder)
@@ -97,13 +97,13 @@ def _relay(folder: Path, *, tls: bool) -> Iterator[tuple[_Relay, SmtpNotifier]]:
         tls_context=context,
         require_starttls=tls,
         authenticator=relay.authenticate,
-        auth_required=True,
+        auth_required=login,
         auth_require_tls=tls,
     )
     controller.start()
     log = make_engine(f"sqlite:///{folder / 'n.db'}")
     create_schema(log)
-    url = f"smtp://{USER}:{PASSWORD}@127.0.0.1:{port}"
+    url = f"smtp://{USER}:{PASSWORD}@127.0.0.1:{port}" if login else f"smtp://127.0.0.1:{port}"
     notifier = SmtpNotifier(log, url, "billing@o2c.test")
     try:
         yield relay, notifier
@@ -115,6 +115,7 @@ def _relay(folder: Path, *, tls: bool) -> Iterator[tuple[_Relay, SmtpNotifier]]:
 async def test_a_relay_offering_starttls_gets_encryption_before_the_login(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(smtp, "_on_this_host", lambda host: False)  # a relay elsewhere
     with _relay(tmp_path, tls=True) as (relay, notifier):
         with pytest.raises(SystemUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
             await notifier.send_email("k0", "x@example.com", "Untrusted relay", "hello")
@@ -139,3 +140,12 @@ async def test_credentials_are_never_sent_unencrypted_to_another_host(
         with pytest.raises(SystemUnavailable, match="offers no STARTTLS"):
             await notifier.send_email("k2", "x@example.com", "Remote relay", "hello")
         assert len(relay.logins) == 1 and len(relay.messages) == 1
+
+
+async def test_a_relay_on_this_host_is_encrypted_to_even_with_a_self_signed_certificate(
+    tmp_path: Path,
+) -> None:
+    # A distribution's default Postfix: STARTTLS with a snake-oil certificate, no login.
+    with _relay(tmp_path, tls=True, login=False) as (relay, notifier):
+        await notifier.send_email("k1", "x@example.com", "Order confirmed", "hello")
+        assert relay.messages == [("billing@o2c.test", True)]
