@@ -111,10 +111,15 @@ async function loadDetail(id, { refresh = false } = {}) {
   if (!refresh) $("#detail h2").focus();
 }
 
-function render(p, held) {
-  const steps = p.steps.map((s) => `<tr><td>${esc(s.name)}</td><td>${badge(s.status)}</td>
+function timeline(steps) {
+  const rows = (steps || []).map((s) => `<tr><td>${esc(s.name)}</td><td>${badge(s.status)}</td>
     <td>${esc(s.attempts)}</td><td>${esc(s.error)}</td>
     <td>${esc(s.started_at)}</td><td>${esc(s.finished_at)}</td></tr>`).join("");
+  return `<table><thead><tr><th>Step</th><th>Status</th><th>Attempts</th><th>Error</th><th>Started</th><th>Finished</th></tr></thead>
+    <tbody class="static">${rows}</tbody></table>`;
+}
+
+function render(p, held) {
   const f = p.failed_step;
   const failed = f ? `<div class="failed-step" role="alert">
       <h3>Needs attention: ${esc(f.name)}</h3>
@@ -139,8 +144,7 @@ function render(p, held) {
        history ${esc(p.history_length)} events${p.temporal_ui_url ? ` · <a href="${esc(p.temporal_ui_url)}">Temporal UI</a>` : ""}
        · <span class="as-of">as of <span id="detail-as-of">${esc(clock())}</span></span></p>
     ${failed}${hold}
-    <table><thead><tr><th>Step</th><th>Status</th><th>Attempts</th><th>Error</th><th>Started</th><th>Finished</th></tr></thead>
-    <tbody class="static">${steps}</tbody></table>`;
+    ${timeline(p.steps)}`;
   if (!canAct()) return;
   if (f) wireActions(p.process_id, f.name);
   if (hold) {
@@ -219,10 +223,14 @@ async function lookup(id) {
     return;
   }
   if (load !== lookupLoad) return; // another id was asked for meanwhile
+  const link = (id) => `<a href="#/lookup/${esc(id)}">${esc(id)}</a>`;
+  const reason = r.hold_reason || r.cancel_reason;
   const extra = kind === "orders"
     ? `<p>Shipments: ${(r.shipments || []).map((s) => `${esc(s.id)} ${badge(s.status)}`).join(", ") || "none"} ·
-       Invoices: ${(r.invoice_ids || []).map(esc).join(", ") || "none"}</p>`
-    : kind === "quotes" && r.order_id ? `<p>Order: ${esc(r.order_id)}</p>` : "";
+       Invoices: ${(r.invoice_ids || []).map(link).join(", ") || "none"}</p>
+       ${reason ? `<p>${esc(reason)}</p>` : ""}${timeline(r.steps)}`
+    : kind === "quotes" && r.order_id ? `<p>Order: ${link(r.order_id)}</p>`
+    : kind === "invoices" && r.order_id ? `<p>Order: ${link(r.order_id)}</p>` : "";
   $("#lookup-result").innerHTML = `<h3>${esc(r.number || r.id)} ${badge(r.status)}</h3>
     ${lines(r.lines)}
     <p>Subtotal <span class="money">${esc(r.subtotal)}</span> · Tax <span class="money">${esc(r.tax)}</span> ·

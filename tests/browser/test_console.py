@@ -165,11 +165,11 @@ class _Client:
             total=Decimal("595.00"),
             currency="EUR",
             payment="invoice",
-            steps=[],
+            steps=[Step(name="check_credit", status="done", attempts=1, started_at=NOW)],
             shipments=[],
             subscription_ids=[],
             service_orders=[],
-            invoice_ids=[],
+            invoice_ids=[] if self.held else ["inv_1"],
             hold_reason="open AR 0.00 + order 595.00 exceeds credit limit 100.00"
             if self.held
             else None,
@@ -318,6 +318,9 @@ def test_an_operator_releases_a_credit_hold_from_the_process(
         page.locator("#release").wait_for(state="detached")  # reloaded: no hold any more
         page.click(f"a[href='#/lookup/{ORDER}']")
         page.locator("#total", has_text="595.00").wait_for()
+        # The order's own timeline, and its invoice one click away.
+        assert "check_credit" in page.locator("#lookup-result tbody.static").last.inner_text()
+        assert page.locator("#lookup-result a[href='#/lookup/inv_1']").count() == 1
 
 
 def test_a_viewer_sees_what_waits_but_is_offered_no_action(served: tuple[str, _Client]) -> None:
