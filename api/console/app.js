@@ -12,6 +12,7 @@ let signature = ""; // the state the detail last rendered
 let busy = false; // an operator action is under way
 let listLoad = 0; // the newest list request: an older answer arriving late is dropped
 let lookupLoad = 0; // likewise for look-ups
+const names = new Map(); // customer id -> name, read once per session
 let role = null; // the signed-in key's role: actions are offered only to operators and admins
 const canAct = () => role === "operator" || role === "admin";
 const roleNote = () => `<p class="as-of">Acting on it needs the operator role; this key is a ${esc(role)}.</p>`;
@@ -69,14 +70,32 @@ async function loadProcesses({ append = false, refresh = false } = {}) {
     <tr class="${p.needs_attention ? "attention" : ""}" data-id="${esc(p.process_id)}" tabindex="0">
       <td>${esc(p.process_id)}</td><td>${esc(p.type)}</td>
       <td>${badge(p.needs_attention ? "needs_attention" : p.status)}</td>
-      <td>${esc(p.customer_id)}</td><td>${esc(new Date(p.started_at).toLocaleString())}</td>
+      <td>${customer(p.customer_id)}</td><td>${esc(new Date(p.started_at).toLocaleString())}</td>
     </tr>`).join("");
   const empty = `<tr class="empty"><td colspan="5">No processes match.</td></tr>`;
   $("#rows").innerHTML = append ? $("#rows").innerHTML + rows : rows || empty;
   $("#attention-count").textContent = `(${attention.data.length}${attention.next_cursor ? "+" : ""})`;
+  nameCustomers(page.data.map((p) => p.customer_id));
   $("#as-of").textContent = clock();
   $("#paused").hidden = pages <= 1;
   clearError();
+}
+
+// A customer shown by name once known (its id stays in the tooltip and the markup).
+function customer(id) {
+  if (!id) return "";
+  const name = names.get(id);
+  return `<span class="customer" data-customer="${esc(id)}" title="${esc(id)}">${esc(name || id)}</span>`;
+}
+
+async function nameCustomers(ids) {
+  const unknown = [...new Set(ids.filter((id) => id && !names.has(id)))];
+  await Promise.all(unknown.map(async (id) => {
+    try { names.set(id, (await api(`/v1/customers/${encodeURIComponent(id)}`)).name); } catch { names.set(id, id); }
+  }));
+  for (const el of document.querySelectorAll("span.customer[data-customer]")) {
+    el.textContent = names.get(el.dataset.customer) || el.dataset.customer;
+  }
 }
 
 // --- one process ------------------------------------------------------------------------
@@ -108,6 +127,7 @@ async function loadDetail(id, { refresh = false } = {}) {
   if (refresh && state === signature) { $("#detail-as-of").textContent = clock(); return; } // keep what is typed
   signature = state;
   render(p, held);
+  nameCustomers([p.customer_id]);
   if (!refresh) $("#detail h2").focus();
 }
 
@@ -140,7 +160,7 @@ function render(p, held) {
     </div>` : "";
   $("#detail").innerHTML = `<h2 tabindex="-1">${esc(p.process_id)}</h2>
     ${refs ? `<p>${refs}</p>` : ""}
-    <p>${esc(p.type)} · ${badge(p.status)} · customer ${esc(p.customer_id)} ·
+    <p>${esc(p.type)} · ${badge(p.status)} · customer ${customer(p.customer_id)} ·
        history ${esc(p.history_length)} events${p.temporal_ui_url ? ` · <a href="${esc(p.temporal_ui_url)}">Temporal UI</a>` : ""}
        · <span class="as-of">as of <span id="detail-as-of">${esc(clock())}</span></span></p>
     ${failed}${hold}

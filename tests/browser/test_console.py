@@ -357,3 +357,33 @@ def test_a_late_answer_to_an_older_filter_does_not_replace_the_newer_one(
         page.wait_for_timeout(3000)  # the older answer arrives meanwhile
         assert page.locator("tr.empty").count() == 1
         assert page.locator(f"tr[data-id='{PID}']").count() == 0
+
+
+def test_customers_show_by_name_as_text_whatever_the_name(
+    served: tuple[str, _Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, _ = served
+    name = "<img src=x onerror=alert(1)> Evil & Co"
+    request = urllib.request.Request(
+        f"{base}/v1/customers",
+        data=json.dumps(
+            {"name": name, "email": "evil@example.com", "currency": "EUR", "credit_limit": "10"}
+        ).encode(),
+        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request) as answer:
+        cid = json.load(answer)["id"]
+    monkeypatch.setitem(_Info.typed_search_attributes, SA_CUSTOMER_KEY, cid)
+    with _browser() as page:
+        dialogs: list[str] = []
+
+        def refuse(dialog: Dialog) -> None:  # an alert would mean the name ran as script
+            dialogs.append(dialog.message)
+            dialog.dismiss()
+
+        page.on("dialog", refuse)
+        _sign_in(page, base)
+        cell = page.locator(f"tr[data-id='{PID}'] span.customer", has_text="Evil & Co")
+        cell.wait_for()
+        assert cell.inner_text() == name and cell.get_attribute("title") == cid
+        assert page.locator("img[src=x]").count() == 0 and dialogs == []
