@@ -186,9 +186,11 @@ async def order_process(erp: Erp, order_id: str) -> str:
     """The process of an order: its own, or the quote's it came from."""
     doc = await _document(erp, "order", order_id)
     if doc is None:
-        return order_process_id(order_id)
-    tag_log(str(doc["process_id"]), str(doc["customer_id"]))
-    return str(doc["process_id"])
+        pid, customer = order_process_id(order_id), None
+    else:
+        pid, customer = str(doc["process_id"]), str(doc["customer_id"])
+    tag_log(pid, customer)  # the request's log lines name them from here on
+    return pid
 
 
 async def read_quote(temporal: TemporalProvider, erp: Erp, quote_id: str) -> Quote:
@@ -204,7 +206,6 @@ async def update(client: Client, process_id: str, name: str, arg: Any, result_ty
     409 and one that never existed a 404: Temporal says "not found" for both (and, racing
     the end of a run, without saying it completed), so the run is looked up to tell them
     apart."""
-    tag_log(process_id)
     handle = client.get_workflow_handle(process_id)
     try:
         if arg is None:

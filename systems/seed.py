@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
@@ -124,10 +125,8 @@ async def seed_demo(systems: Systems) -> SeedReport:
 
 def _unless_exists(create: Callable[[], object]) -> None:
     """Create a catalog entry; one there already (an earlier, stopped seed) is kept."""
-    try:
+    with suppress(Conflict):
         create()
-    except Conflict:
-        pass
 
 
 def _customer(erp: Erp, data: CustomerCreate) -> Callable[[], Awaitable[str]]:

@@ -137,11 +137,6 @@ class CatalogMixin(ErpBase):
             rows, nxt = page_query(s, CustomerRow, [], limit, cursor)
             return Page[Customer](data=[_customer(r) for r in rows], next_cursor=nxt)
 
-    def account(self, customer_id: str, as_of: date) -> Account:
-        """Open AR, its overdue part (due before ``as_of``) and the credit left."""
-        with read_connection(self._engine) as conn:
-            return _account(conn, _read_customer(conn, customer_id), as_of)
-
     def credit_view(self, customer_id: str, as_of: date) -> CreditView:
         """The customer, its account and whether it has a card, as of one moment."""
         with read_connection(self._engine) as conn:

@@ -216,6 +216,17 @@ def served(tmp_path: Path) -> Iterator[tuple[str, _Client]]:
     thread.join(timeout=10)
 
 
+def _post(base: str, path: str, body: dict[str, Any]) -> Any:
+    """Set the scene through the API, as the admin."""
+    request = urllib.request.Request(
+        f"{base}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request) as answer:
+        return json.load(answer)
+
+
 def _sign_in(page: Page, base: str) -> None:
     page.goto(f"{base}/console")
     page.fill("#key", KEY)
@@ -325,13 +336,7 @@ def test_an_operator_releases_a_credit_hold_from_the_process(
 
 def test_a_viewer_sees_what_waits_but_is_offered_no_action(served: tuple[str, _Client]) -> None:
     base, client = served
-    request = urllib.request.Request(
-        f"{base}/v1/api-keys",
-        data=json.dumps({"name": "watcher", "role": "viewer"}).encode(),
-        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request) as answer:
-        viewer = json.load(answer)["key"]
+    viewer = _post(base, "/v1/api-keys", {"name": "watcher", "role": "viewer"})["key"]
     with _browser() as page:
         page.goto(f"{base}/console")
         page.fill("#key", viewer)
@@ -364,15 +369,8 @@ def test_customers_show_by_name_as_text_whatever_the_name(
 ) -> None:
     base, _ = served
     name = "<img src=x onerror=alert(1)> Evil & Co"
-    request = urllib.request.Request(
-        f"{base}/v1/customers",
-        data=json.dumps(
-            {"name": name, "email": "evil@example.com", "currency": "EUR", "credit_limit": "10"}
-        ).encode(),
-        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request) as answer:
-        cid = json.load(answer)["id"]
+    body = {"name": name, "email": "evil@example.com", "currency": "EUR", "credit_limit": "10"}
+    cid = _post(base, "/v1/customers", body)["id"]
     monkeypatch.setitem(_Info.typed_search_attributes, SA_CUSTOMER_KEY, cid)
     with _browser() as page:
         dialogs: list[str] = []
