@@ -51,10 +51,10 @@ async def create(body: OrderCreate, request: Request, who: ClientRole, state: St
 
 
 @router.get("/{order_id}", response_model=Order)
-async def get(order_id: str, _: Viewer, state: StateDep) -> Order:
+async def get(order_id: str, _: Viewer, state: StateDep) -> Response:
     """An order, live: status, steps, shipments, invoices (from its read model, so it
     answers while Temporal is unreachable)."""
-    return await process.read_order(state.temporal, state.systems.erp, order_id)
+    return process.answer(await process.read_order(state.temporal, state.systems.erp, order_id))
 
 
 async def _update(state: AppState, order_id: str, name: str, body: object) -> Order:

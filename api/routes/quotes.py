@@ -52,12 +52,13 @@ async def create(body: QuoteCreate, request: Request, who: ClientRole, state: St
 
 
 @router.get("/{quote_id}", response_model=Quote)
-async def get(quote_id: str, _: Viewer, state: StateDep) -> Quote:
+async def get(quote_id: str, _: Viewer, state: StateDep) -> Response:
     """A quote, live."""
     try:
-        return await process.read_quote(state.temporal, state.systems.erp, quote_id)
+        quote = await process.read_quote(state.temporal, state.systems.erp, quote_id)
     except NotFound:
         raise NotFound("quote", quote_id) from None
+    return process.answer(quote)
 
 
 async def _update(client: TemporalDep, quote_id: str, name: str, body: object) -> Quote:

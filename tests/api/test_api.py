@@ -8,15 +8,27 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.encoders import jsonable_encoder
 from fastapi.testclient import TestClient
+from pydantic import TypeAdapter
 
 from systems.db import make_engine
+from systems.quoting import price_request, process_input
 from telemetry import ContextFilter
 from tests.api.conftest import key
+from workflows.contracts.quote_to_order import (
+    LineRequest,
+    Order,
+    Quote,
+    initial_order,
+    initial_quote,
+)
 
 CUSTOMER = {
     "name": "Acme GmbH",
@@ -494,3 +506,24 @@ def test_a_key_can_ask_what_it_may_do(client: TestClient) -> None:
     assert me.status_code == 200 and me.json()["role"] == "viewer"
     assert me.json()["id"].startswith("key_")
     assert_problem(client.get("/v1/api-keys/me", headers={"Authorization": "Bearer nope"}), 401)
+
+
+def test_the_polled_reads_answer_what_their_response_model_would(client: TestClient) -> None:
+    """GET of an order and of a quote answers the read model through one serialization;
+    the bodies equal FastAPI's own for the response model (decimals, times, nested lists)."""
+    erp = client.app.state.o2c.systems.erp  # type: ignore[attr-defined]
+    cid = client.post("/v1/customers", json=CUSTOMER).json()["id"]
+    client.post("/v1/products", json=PRODUCT).raise_for_status()
+    lines = [LineRequest(sku="WIDGET-1", quantity=3)]
+    priced = price_request(erp, cid, lines, Decimal("0.05"), Decimal("0.20"))
+    created = datetime(2026, 11, 23, 9, 30, 15, 123456, tzinfo=UTC)
+    inp = process_input(priced, quote_id="quo_polled", order_id="ord_polled", created_at=created)
+    quote = initial_quote(inp)
+    order = initial_order(inp, "card_on_file", created)
+    for kind, model, doc in (("quotes", Quote, quote), ("orders", Order, order)):
+        erp.save_document(kind[:-1], doc.id, cid, doc.model_dump(mode="json"))
+        r = client.get(f"/v1/{kind}/{doc.id}")
+        assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+        expected = TypeAdapter(model).dump_python(doc, mode="json")
+        assert r.json() == expected == jsonable_encoder(doc)
+        assert r.json()["total"] == str(doc.total) and Decimal(r.json()["total"]) > 0
