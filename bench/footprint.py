@@ -10,7 +10,7 @@ with its rate, its CPU per workflow and its ratio to the bare workflow (median o
 rounds; each round starts with another): the Temporal side of the choice between the two
 kinds of step, free of the work the steps do.
 
-    python -m bench.footprint [--workflows 200] [--concurrency 20] [--rounds 3]
+    python -m bench.footprint [--workflows 200] [--concurrency 20] [--rounds 5]
 """
 
 from __future__ import annotations

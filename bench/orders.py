@@ -12,7 +12,7 @@ Each round starts with another of the three, so a shared machine's drift hits th
 the median ratio orders/bare is the result. Each phase also prints the CPU time it cost
 per item in every process of the stack (Linux).
 
-    python -m bench.orders [--orders 200] [--concurrency 20] [--rounds 3]
+    python -m bench.orders [--orders 200] [--concurrency 20] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -282,9 +282,12 @@ async def measure(
                 f"   (order-shaped no-op/bare, the ceiling: {ratios['shape'][-1]:.2f})"
             )
     await http.close()
+    # The machine's noise shows in the spread of the rounds: read the median beside it.
     print(
         f"ratio orders/bare, median of {args.rounds}: {statistics.median(ratios['orders']):.2f}"
-        f"   (ceiling {statistics.median(ratios['shape']):.2f})"
+        f" (rounds {min(ratios['orders']):.2f}-{max(ratios['orders']):.2f})"
+        f"   ceiling {statistics.median(ratios['shape']):.2f}"
+        f" ({min(ratios['shape']):.2f}-{max(ratios['shape']):.2f})"
     )
 
 
@@ -311,11 +314,11 @@ def report(label: str, n: int, elapsed: float, lat: list[float]) -> float:
 
 def load_args(doc: str, items: str, argv: list[str] | None) -> argparse.Namespace:
     """A load benchmark's arguments: ``--<items>`` a round (200), ``--concurrency`` (20),
-    ``--rounds`` (3)."""
+    ``--rounds`` (5: the machine drifts, and a median of five outlasts two bad rounds)."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument(f"--{items}", type=positive, default=200)
     parser.add_argument("--concurrency", type=positive, default=20)
-    parser.add_argument("--rounds", type=positive, default=3)
+    parser.add_argument("--rounds", type=positive, default=5)
     return parser.parse_args(argv)
 
 
