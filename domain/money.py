@@ -8,7 +8,7 @@ Money from a float raises.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
@@ -59,6 +59,11 @@ MINOR_UNITS: dict[str, int] = {
 MAX_MAGNITUDE = Decimal("1e15")
 MIN_MAGNITUDE = Decimal("1e-12")
 
+# Products and quotients of accepted amounts are worked out in this context: two factors of
+# up to 27 digits each make at most 54, so a product is exact and the currency rounding is
+# the only rounding (the default context keeps 28 digits and would round first).
+EXACT = Context(prec=64)
+
 # Scale for intermediate ratios (proration, per-day prices) before the final rounding.
 RATIO_SCALE = Decimal("1e-9")
 
@@ -93,7 +98,14 @@ def to_decimal(value: Any) -> Decimal:
         raise InvalidAmount(f"not a finite number: {value!r}")
     if result != 0 and not MIN_MAGNITUDE <= abs(result) < MAX_MAGNITUDE:
         raise InvalidAmount(f"amount out of range: {value!r}")
+    if result != result.quantize(MIN_MAGNITUDE):
+        raise InvalidAmount(f"more than 12 decimal places: {value!r}")
     return result
+
+
+def times(a: Decimal, b: Decimal | int) -> Decimal:
+    """``a × b``, exact: round the result once, at a named point."""
+    return EXACT.multiply(a, Decimal(b))
 
 
 def quantize(amount: Decimal, currency: str) -> Decimal:
@@ -149,6 +161,14 @@ class Money:
         return cls(quantize(to_decimal(amount), cur), cur)
 
     @classmethod
+    def _computed(cls, amount: Decimal, currency: str) -> Money:
+        """The exact result of arithmetic on valid Money (not input: not checked again)."""
+        money = object.__new__(cls)
+        object.__setattr__(money, "amount", amount)
+        object.__setattr__(money, "currency", currency)
+        return money
+
+    @classmethod
     def zero(cls, currency: str) -> Money:
         return cls(quantize(Decimal(0), currency), currency)
 
@@ -174,7 +194,7 @@ class Money:
         """Multiply by a quantity or rate, unrounded: call ``quantized()`` at a named point."""
         if isinstance(factor, float):
             raise InvalidAmount("factors must be Decimal, not float")
-        return Money(self.amount * Decimal(factor), self.currency)
+        return Money._computed(times(self.amount, factor), self.currency)
 
     def __eq__(self, other: object) -> bool:
         return (

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from domain.errors import CurrencyMismatch, InvalidInput
-from domain.money import MAX_MAGNITUDE, Amount, quantize
+from domain.money import MAX_MAGNITUDE, Amount, quantize, times
 
 LineKind = Literal["physical", "service", "third_party", "plan"]
 
@@ -58,7 +58,8 @@ def price_line(item: CatalogLine, quantity: int, currency: str) -> PricedLine:
         raise InvalidInput("quantity must be positive")
     if item.currency != currency:
         raise CurrencyMismatch(currency, item.currency)
-    amount = _bounded(quantize(item.unit_price * quantity, currency), f"{item.name} × {quantity}")
+    amount = quantize(times(item.unit_price, quantity), currency)
+    amount = _bounded(amount, f"{item.name} × {quantity}")
     return PricedLine(
         sku=item.sku,
         plan_code=item.plan_code,
@@ -80,8 +81,8 @@ def totals(
     if tax_rate < 0:
         raise InvalidInput("tax_rate must not be negative")
     subtotal = _bounded(quantize(sum(amounts, Decimal(0)), currency), "the subtotal")
-    discount = quantize(subtotal * discount_pct, currency)
-    tax = quantize((subtotal - discount) * tax_rate, currency)
+    discount = quantize(times(subtotal, discount_pct), currency)
+    tax = quantize(times(subtotal - discount, tax_rate), currency)
     total = _bounded(subtotal - discount + tax, "the total")
     return Totals(subtotal=subtotal, discount=discount, tax=tax, total=total)
 

@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from domain.errors import Conflict, InvalidInput, InvoiceNotPayable, NotFound, UnbalancedEntry
 from domain.invoicing import DraftInvoice, InvoiceLine
-from domain.money import quantize
+from domain.money import EXACT, quantize, times
 from systems.db import insert_for, unit_of_work, utcnow
 from systems.erp.catalog import default_method
 from systems.erp.common import ErpBase, exact, page_query, require
@@ -464,5 +464,7 @@ class BillingMixin(ErpBase):
 
 
 def _tax_share(inv: InvoiceRow, credited: Decimal) -> Decimal:
-    """The part of the invoice's tax in ``credited`` of its total (rounded)."""
-    return quantize(credited * inv.tax / inv.total, inv.currency) if inv.total else ZERO
+    """The part of the invoice's tax in ``credited`` of its total (rounded once)."""
+    if not inv.total:
+        return ZERO
+    return quantize(EXACT.divide(times(credited, inv.tax), inv.total), inv.currency)

@@ -388,6 +388,25 @@ def test_the_nul_character_is_refused_on_every_database(client_any_db: TestClien
     assert r.status_code == 201 and r.json()["name"] == "Back\\u0000slash Ltd"
 
 
+def test_rates_and_prices_finer_than_12_places_are_invalid_on_every_database(
+    client_any_db: TestClient,
+) -> None:
+    """A rate of 45 digits passed SQLite and broke PostgreSQL's column (a 500): every amount
+    and rate is refused beyond 12 decimal places, on both, and nothing is stored."""
+    client = client_any_db
+    long_rate = "0." + "1" * 45
+    for bad in (
+        {**CUSTOMER, "tax_rate": long_rate},
+        {**CUSTOMER, "credit_limit": "1000.0000000000001"},
+    ):
+        body = assert_problem(client.post("/v1/customers", json=bad), 422)
+        assert "12 decimal places" in json.dumps(body)
+    assert client.get("/v1/customers").json()["data"] == []
+    fine = {**CUSTOMER, "tax_rate": "0.123456789012"}
+    r = client.post("/v1/customers", json=fine)
+    assert r.status_code == 201 and r.json()["tax_rate"] == "0.123456789012"
+
+
 def test_amounts_are_kept_to_the_currencys_minor_unit(client_any_db: TestClient) -> None:
     """API.md: amounts are decimal strings exact to the currency's minor unit."""
     client = client_any_db

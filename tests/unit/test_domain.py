@@ -46,7 +46,21 @@ def test_minor_units_follow_iso_4217() -> None:
         minor_unit("XXX")
 
 
-@pytest.mark.parametrize("bad", [1.5, True, "NaN", "Infinity", "12abc", "", None, "1e999999"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        1.5,
+        True,
+        "NaN",
+        "Infinity",
+        "12abc",
+        "",
+        None,
+        "1e999999",
+        "0.0000000000015",
+        "0." + "1" * 45,
+    ],
+)
 def test_to_decimal_refuses_floats_non_finite_garbage_and_absurd_sizes(bad: object) -> None:
     with pytest.raises(InvalidAmount):
         to_decimal(bad)
@@ -91,6 +105,18 @@ def test_amounts_beyond_what_can_be_billed_are_invalid_input_not_a_crash() -> No
         totals([big, big], Decimal(0), Decimal(0), "EUR")
     with pytest.raises(InvalidInput, match="total"):
         totals([big], Decimal(0), Decimal("1"), "EUR")  # tax doubles it
+
+
+def test_products_are_exact_before_their_one_rounding() -> None:
+    """Two accepted amounts can multiply to more digits than the default 28: rounded there
+    first, 999995000000000.03 x 0.999999999999 = ...000.034999999999|97 became ...000.035
+    and then ...000.04 (half-up twice); exactly, it is ...000.03."""
+    assert to_decimal("0.000000000001") == D("1e-12")  # 12 places: the finest accepted
+    t = totals([D("999995000000000.03")], D("0.999999999999"), D(0), "EUR")
+    assert t.discount == D("999994999999000.03")
+    line = price_line(_item("999999.999999999999"), 999_999, "EUR")
+    assert line.amount == quantize(D("999999.999999999999") * 999_999, "EUR")  # fits 28 digits
+    assert Money("0.000000000003", "EUR").times(D("0.5")).amount == D("0.0000000000015")
 
 
 def test_price_line_rounds_once_per_line() -> None:
