@@ -16,7 +16,7 @@ from activities.errors import mapped_errors
 from activities.faults import Faults
 from domain.errors import InvoiceNotPayable, ManualRefundRequired
 from systems.ports import Erp, PaymentGateway
-from systems.records import Invoice
+from systems.records import ChargeView, Invoice
 from workflows.contracts.activities import ChargeInput, ChargeResult, RefundInput, RefundResult
 
 
@@ -31,21 +31,15 @@ class PaymentActivities:
         if delay:
             await asyncio.sleep(delay)
 
-    def _prepare_charge(self, inp: ChargeInput) -> ChargeResult | tuple[Invoice, str, float]:
+    def _prepare_charge(self, inp: ChargeInput) -> ChargeView | tuple[Invoice, str, float]:
         """The ERP side of a charge, in one trip to a thread: the fault switch, then either
-        the payment already recorded for a paid invoice, or the invoice, the default
-        card's token and the delay a slow gateway adds."""
+        the view of a paid invoice (with its payments), or the invoice, the default card's
+        token and the delay a slow gateway adds."""
         delay = self._faults.check("payments")
         view = self._erp.charge_view(inp.invoice_id, inp.customer_id)
         invoice = view.invoice
         if invoice.status == "paid":
-            first = view.payments[0] if view.payments else None
-            return ChargeResult(
-                attempt=activity.info().attempt,
-                charge_id=(first.charge_id or "") if first else "",
-                payment_id=first.id if first else "",
-                amount=invoice.amount_paid,
-            )
+            return view
         if invoice.status != "open":
             raise InvoiceNotPayable(f"invoice {invoice.id} is {invoice.status}")
         if view.card_token is None:
@@ -66,23 +60,41 @@ class PaymentActivities:
         except InvoiceNotPayable:
             await self._return_unapplied(inp.key, inp.invoice_id)
             raise
-        if isinstance(prepared, ChargeResult):
+        if isinstance(prepared, ChargeView):
             # Paid: by this key's charge (a retry), or by other means since an earlier
             # attempt charged and lost its answer.
+            charge = await self._gateway.succeeded_charge(inp.key)
             await self._return_unapplied(inp.key, inp.invoice_id)
-            return prepared
+            mine = [p for p in prepared.payments if charge and p.charge_id == charge.charge_id]
+            paid = mine[0] if mine else None
+            return ChargeResult(
+                attempt=activity.info().attempt,
+                charge_id=paid.charge_id or "" if paid else "",
+                payment_id=paid.id if paid else "",
+                amount=paid.amount if paid else Decimal(0),
+            )
         invoice, token, delay = prepared
         if delay:
             await asyncio.sleep(delay)
-        charge_id = await self._gateway.charge(
-            inp.key, token, invoice.amount_due, invoice.currency, f"Invoice {invoice.number}"
-        )
+        due = invoice.amount_due
+        earlier = await self._gateway.succeeded_charge(inp.key)
+        if earlier is None:
+            charge_id = await self._gateway.charge(
+                inp.key, token, due, invoice.currency, f"Invoice {invoice.number}"
+            )
+            taken = due
+        else:
+            # An earlier attempt charged and lost its answer: that charge is applied, even
+            # if less is due now (paid in part by other means since); the rest goes back.
+            charge_id, taken = earlier.charge_id, earlier.amount - earlier.refunded
+            if taken <= 0:
+                raise InvoiceNotPayable(f"the charge {charge_id} of this step went back")
         try:
             payment = await asyncio.to_thread(
                 self._erp.record_payment,
                 inp.key,
                 invoice.id,
-                invoice.amount_due,
+                min(taken, due),
                 "card",
                 charge_id,
                 charge_id,
@@ -92,6 +104,8 @@ class PaymentActivities:
             raise InvoiceNotPayable(
                 f"{refused.message}; the card charge of {refunded} went back to the card"
             ) from refused
+        if taken > payment.amount:
+            await self._return_unapplied(inp.key, inp.invoice_id)
         return ChargeResult(
             attempt=activity.info().attempt,
             charge_id=charge_id,
@@ -100,17 +114,26 @@ class PaymentActivities:
         )
 
     async def _return_unapplied(self, charge_key: str, invoice_id: str) -> tuple[Decimal, str]:
-        """Refund what the gateway charged under ``charge_key`` if no payment of the
-        invoice holds that charge; returns the amount and the refund id (0 and "" when
-        there is nothing to give back)."""
+        """Refund what the gateway charged under ``charge_key`` and no payment of the
+        invoice holds (all of it, or what a payment of less than the charge left over);
+        returns the amount and the refund id (0 and "" when there is nothing to give back).
+        The refund's key names what was refunded before it: a retry finds its own refund,
+        and a later remainder gets its own."""
         charge = await self._gateway.succeeded_charge(charge_key)
         if charge is None:
             return Decimal(0), ""
         payments = await asyncio.to_thread(self._erp.payments_for_invoice, invoice_id)
-        left = charge.amount - charge.refunded
-        if left <= 0 or any(p.charge_id == charge.charge_id for p in payments):
+        # What the charge holds that no payment does: refunds of its payments came out of
+        # both sides, so they cancel out.
+        applied = sum(
+            (p.amount - p.refunded for p in payments if p.charge_id == charge.charge_id),
+            Decimal(0),
+        )
+        left = charge.amount - charge.refunded - applied
+        if left <= 0:
             return Decimal(0), ""
-        refund_id = await self._gateway.refund(f"{charge_key}:unapplied", charge.charge_id, left)
+        key = f"{charge_key}:unapplied:{charge.refunded}"
+        refund_id = await self._gateway.refund(key, charge.charge_id, left)
         activity.logger.warning(
             "charge %s of %s applied to no payment of invoice %s: refunded %s",
             charge.charge_id,

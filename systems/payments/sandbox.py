@@ -124,6 +124,9 @@ class SandboxGateway:
             if tok is None:
                 raise InvalidInput("unknown card token")
             found = s.get(ChargeRow, key)
+            if found is not None and (found.amount, found.currency) != (amount, currency):
+                # As real gateways do: a key names one request, never a different one.
+                raise Conflict(f"idempotency key {key} was used for another charge")
             made = found is None and not (tok.behaviour == "flaky" and attempt <= 2)
             if made:
                 code = tok.behaviour.split(":", 1)[1] if ":" in tok.behaviour else None

@@ -18,6 +18,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.erp import ErpActivities
 from activities.faults import Faults
 from activities.payments import PaymentActivities
+from domain.errors import Conflict
 from domain.invoicing import DraftInvoice, InvoiceLine
 from systems.erp.embedded import EmbeddedErp
 from systems.payments.sandbox import SandboxGateway
@@ -175,7 +176,8 @@ async def test_a_charge_retried_after_the_invoice_was_paid_otherwise_goes_back(
         await _attempt(1).run(shop.payments.charge_invoice, shop.charge())
     shop.erp.record_payment("api:wire", shop.invoice_id, Decimal("119.00"), "bank_transfer", "w-1")
     result = await _attempt(2).run(shop.payments.charge_invoice, shop.charge())
-    assert result.amount == Decimal("119.00")  # the invoice is paid; the step is done
+    # The invoice is paid; the step is done, having applied nothing: its charge went back.
+    assert (result.amount, result.payment_id) == (Decimal(0), "")
     assert await shop.held_at_gateway() == 0
 
 
@@ -193,3 +195,40 @@ async def test_money_paid_by_transfer_asks_an_operator_after_the_card_is_refunde
     assert await shop.held_at_gateway() == 0  # the card part went back before the refusal
     card = [p for p in shop.erp.payments_for_invoice(shop.invoice_id) if p.charge_id]
     assert [p.refunded for p in card] == [Decimal("69.00")]
+
+
+async def test_a_retried_charge_applies_what_it_took_and_gives_back_what_is_no_longer_due(
+    db_engine: Engine,
+) -> None:
+    """The timed-out attempt took 119.00; a transfer of 50.00 arrived before the retry.
+    The retry applies the charge it finds (69.00 of it, what is due) and returns 50.00:
+    the customer pays 119.00, not 169.00, and the gateway holds what the ERP records."""
+    shop = await _shop(db_engine, CARD_TIMEOUT)
+    with pytest.raises(ApplicationError, match="timeout"):
+        await _attempt(1).run(shop.payments.charge_invoice, shop.charge())
+    shop.erp.record_payment("api:wire", shop.invoice_id, Decimal("50.00"), "bank_transfer", "w")
+    result = await _attempt(2).run(shop.payments.charge_invoice, shop.charge())
+    assert result.amount == Decimal("69.00")
+    assert await shop.held_at_gateway() == Decimal("69.00")
+    invoice = shop.erp.get_invoice(shop.invoice_id)
+    assert (invoice.status, invoice.amount_paid) == ("paid", Decimal("119.00"))
+    assert shop.erp.trial_balance("EUR")["cash"] == Decimal("119.00")
+    # A further retry (its answer lost too) changes nothing.
+    again = await _attempt(3).run(shop.payments.charge_invoice, shop.charge())
+    assert again.payment_id == result.payment_id
+    assert await shop.held_at_gateway() == Decimal("69.00")
+    # Cancelled later: the card gets back what it paid; the transfer is left to an operator.
+    shop.reverse()
+    with pytest.raises(ApplicationError, match="by hand"):
+        await shop.refund(shop.charge().key)
+    assert await shop.held_at_gateway() == Decimal("0.00")
+
+
+async def test_the_gateway_refuses_a_key_reused_for_another_amount(db_engine: Engine) -> None:
+    shop = await _shop(db_engine, CARD_OK)
+    token = shop.erp.charge_view(shop.invoice_id, shop.customer_id).card_token
+    assert token is not None
+    first = await shop.gateway.charge("k-1", token, Decimal("10.00"), "EUR", "x")
+    assert await shop.gateway.charge("k-1", token, Decimal("10.00"), "EUR", "x") == first
+    with pytest.raises(Conflict, match="another charge"):
+        await shop.gateway.charge("k-1", token, Decimal("9.00"), "EUR", "x")

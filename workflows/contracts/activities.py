@@ -95,6 +95,9 @@ class ChargeInput(BaseModel):
 
 
 class ChargeResult(StepResult):
+    """The payment this step's card charge made (empty, 0, when the invoice was paid by
+    other means before the charge could be applied: the charge went back)."""
+
     charge_id: str = ""
     payment_id: str = ""
     amount: Amount = Decimal("0")
