@@ -74,6 +74,7 @@ def build_activities(systems: Systems, faults: Faults) -> list[Any]:
         erp.save_document,
         pay.charge_invoice,
         pay.refund_invoice,
+        pay.return_unapplied_charge,
         notify.email_customer,
     ]
 

@@ -14,7 +14,7 @@ from temporalio import activity
 
 from activities.errors import mapped_errors
 from activities.faults import Faults
-from domain.errors import InvoiceNotPayable, ManualRefundRequired
+from domain.errors import InvalidInput, InvoiceNotPayable, ManualRefundRequired
 from systems.ports import Erp, PaymentGateway
 from systems.records import ChargeView, Invoice
 from workflows.contracts.activities import ChargeInput, ChargeResult, RefundInput, RefundResult
@@ -111,6 +111,21 @@ class PaymentActivities:
             charge_id=charge_id,
             payment_id=payment.id,
             amount=payment.amount,
+        )
+
+    @activity.defn(name="payments.return_unapplied_charge")
+    @mapped_errors
+    async def return_unapplied_charge(self, inp: RefundInput) -> RefundResult:
+        """Give back what the charge of ``inp.charge_key`` took that no payment holds: run
+        when an operator skipped the charge step, whose attempts may have charged."""
+        await self._guard()
+        if not inp.charge_key:
+            raise InvalidInput("the charge key to return is missing")
+        amount, refund_id = await self._return_unapplied(inp.charge_key, inp.invoice_id)
+        return RefundResult(
+            attempt=activity.info().attempt,
+            refunded=amount,
+            refund_ids=[refund_id] if refund_id else [],
         )
 
     async def _return_unapplied(self, charge_key: str, invoice_id: str) -> tuple[Decimal, str]:

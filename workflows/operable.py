@@ -232,6 +232,10 @@ class OperableWorkflow:
             fn, arg, start_to_close_timeout=REMOTE_TIMEOUT, retry_policy=STEP_RETRY
         )
 
+    def last_status(self, name: str) -> str | None:
+        """The status of the latest timeline step called ``name`` (None if never run)."""
+        return next((s.status for s in reversed(self.steps) if s.name == name), None)
+
     def _finish(self, entry: Step, status: Any, attempts: int, error: str | None) -> None:
         entry.status = status
         entry.attempts += attempts

@@ -80,6 +80,7 @@ DECLINES = ("card_declined", "invoice_not_payable")
 REFUND_UNAPPLIED_CHARGE = "refund-unapplied-charge"
 FULFIL_QUEUED_EVENTS = "fulfil-queued-events"
 RECHECK_AFTER_BACKORDER = "recheck-stock-after-backorder"
+RETURN_CHARGE_ON_SKIP = "return-charge-on-skip"
 CANCELLABLE = ("received", "credit_hold", "backordered", "confirmed", "fulfilling")
 Compensation = tuple[str, Callable[[], Awaitable[object]]]
 
@@ -491,9 +492,10 @@ class QuoteToOrderWorkflow(OperableWorkflow):
         return inv.invoice_id
 
     async def _charge(self, inv: InvoiceResult) -> None:
+        name = f"charge_invoice:{inv.invoice_id}"
         try:
             await self.step(
-                f"charge_invoice:{inv.invoice_id}",
+                name,
                 PaymentActivities.charge_invoice,
                 ChargeInput(
                     key=self._key(f"charge:{inv.invoice_id}"),
@@ -509,6 +511,21 @@ class QuoteToOrderWorkflow(OperableWorkflow):
             # the order goes on; the timeline shows the decline.
             workflow.logger.info(
                 "charge of %s declined: %s", inv.invoice_id, failure.message, extra=self.log_ids
+            )
+            return
+        if self.last_status(name) == "skipped" and workflow.patched(RETURN_CHARGE_ON_SKIP):
+            # A skipped charge did not happen: what an attempt took before the step failed
+            # (a timeout after charging) goes back, and the invoice stays open for dunning.
+            await self.step(
+                f"return_charge:{inv.invoice_id}",
+                PaymentActivities.return_unapplied_charge,
+                RefundInput(
+                    key=self._key(f"return-charge:{inv.invoice_id}"),
+                    invoice_id=inv.invoice_id,
+                    charge_key=self._key(f"charge:{inv.invoice_id}"),
+                ),
+                RefundResult,
+                local=False,
             )
 
     def _reverser(self, invoice_id: str) -> Callable[[], Awaitable[object]]:

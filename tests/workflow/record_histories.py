@@ -13,6 +13,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from tests.factories import add_card, catalog, customer
 from tests.fakes.notifier import FakeNotifier
 from tests.workflow.conftest import Harness
 from worker import build_worker
+from workflows.contracts.common import SkipRequest
 from workflows.contracts.quote_to_order import (
     AcceptRequest,
     CancelRequest,
@@ -155,6 +157,19 @@ async def _cancelled_card_order(h: Harness, cid: str) -> WorkflowHistory:
     return await handle.fetch_history()
 
 
+async def _skipped_charge(h: Harness, cid: str) -> WorkflowHistory:
+    """A card order whose charge step an operator skipped while the gateway was down."""
+    h.set_fault("payments", "down")
+    inp = await h.input(cid, [{"sku": "SETUP", "quantity": 1}], quote=False, payment="card_on_file")
+    handle = await h.start(inp)
+    await h.env.sleep(timedelta(minutes=2))
+    await h.until(handle, "order", Order, lambda o: o.status == "needs_attention")
+    h.set_fault("payments", "ok")
+    await h.update_accepted(handle, "skip", SkipRequest(result={}))
+    await handle.result()
+    return await handle.fetch_history()
+
+
 SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[WorkflowHistory]]] = {
     "q2o-approved-quote-card": _approved_quote,
     "q2o-shipped-order-invoice": _shipped_order,
@@ -162,6 +177,7 @@ SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[WorkflowHistory]]] = {
     "q2o-order-credit-at-placement": _order_with_credit_at_placement,
     "q2o-backordered-order": _backordered_order,
     "q2o-cancelled-card-order": _cancelled_card_order,
+    "q2o-skipped-charge": _skipped_charge,
 }
 
 

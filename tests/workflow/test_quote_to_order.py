@@ -417,10 +417,40 @@ async def test_skip_continues_with_the_given_result(h: Harness) -> None:
         await handle.execute_update("skip", SkipRequest(result={"amount": "not money"}))
     assert _conflict(err.value) == "invalid_input"
     await h.update_accepted(handle, "skip", SkipRequest(result={"charge_id": "manual"}))
+    h.set_fault("payments", "ok")
     result = await handle.result()
     assert result.order is not None and result.order.status == "completed"
-    assert result.order.steps[-1].status == "skipped"
-    assert h.erp.get_invoice(result.order.invoice_ids[0]).status == "open"
+    steps = {s.name: (s.status, s.attempts) for s in result.order.steps}
+    invoice_id = result.order.invoice_ids[0]
+    assert steps[f"charge_invoice:{invoice_id}"][0] == "skipped"
+    assert steps[f"return_charge:{invoice_id}"] == ("done", 1)  # nothing was charged
+    assert h.erp.get_invoice(invoice_id).status == "open"
+
+
+async def test_a_skipped_charge_gives_back_what_its_attempts_took(h: Harness) -> None:
+    """The gateway holds a charge for the step's key (an attempt took the money, then the
+    gateway went down and the answer was lost): skipping the step returns it, so no money
+    stays at the gateway that the ERP does not record, and the invoice stays open."""
+    cid = await card_customer(h)
+    h.set_fault("payments", "down")
+    handle = await h.start(await h.input(cid, SETUP, quote=False, payment="card_on_file"))
+    await h.env.sleep(timedelta(minutes=2))
+    order = await h.until(handle, "order", Order, lambda o: o.status == "needs_attention")
+    invoice = h.erp.get_invoice(order.invoice_ids[0])
+    key = f"{order.process_id}:charge:{invoice.id}"
+    token = h.erp.charge_view(invoice.id, cid).card_token
+    assert token is not None
+    await h.gateway.charge(key, token, invoice.amount_due, "EUR", "taken before the outage")
+    h.set_fault("payments", "ok")
+    await h.update_accepted(handle, "skip", SkipRequest(result={}))
+    result = await handle.result()
+    assert result.order is not None and result.order.status == "completed"
+    assert result.order.steps[-1].name == f"return_charge:{invoice.id}"
+    assert result.order.steps[-1].status == "done"
+    charge = await h.gateway.succeeded_charge(key)
+    assert charge is not None and charge.refunded == charge.amount == Decimal("178.50")
+    assert h.erp.get_invoice(invoice.id).status == "open"
+    assert h.erp.payments_for_invoice(invoice.id) == []
 
 
 async def test_a_refused_email_asks_an_operator_at_once(h: Harness) -> None:
