@@ -166,7 +166,7 @@ async def _live(client: Client, kind: str, doc_id: str, process_id: str, model: 
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
         raise NotFound(kind, doc_id) from None
-    if not isinstance(value, model):
+    if not isinstance(value, model) or getattr(value, "id", None) != doc_id:
         raise NotFound(kind, doc_id)
     return value
 
@@ -183,9 +183,21 @@ async def read(
     return await _live(await temporal.get(), kind, doc_id, process_id, model)
 
 
+# The ids of the records a QuoteToOrder process serves, by kind.
+PREFIXES = {"quote": "quo_", "order": "ord_"}
+
+
+def own_id(kind: str, record_id: str) -> str:
+    """``record_id`` if it names a record of ``kind``, else a 404: an order's routes must
+    not reach a process through its quote's id (nor a quote's through an order's)."""
+    if not record_id.startswith(PREFIXES[kind]):
+        raise NotFound(kind, record_id)
+    return record_id
+
+
 async def order_process(erp: Erp, order_id: str) -> str:
     """The process of an order: its own, or the quote's it came from."""
-    doc = await _document(erp, "order", order_id)
+    doc = await _document(erp, "order", own_id("order", order_id))
     if doc is None:
         pid, customer = order_process_id(order_id), None
     else:
@@ -202,11 +214,13 @@ def answer(model: BaseModel) -> Response:
 
 
 async def read_quote(temporal: TemporalProvider, erp: Erp, quote_id: str) -> Quote:
-    return await read(temporal, erp, "quote", quote_id, quote_process_id(quote_id), Quote)
+    pid = quote_process_id(own_id("quote", quote_id))
+    return await read(temporal, erp, "quote", quote_id, pid, Quote)
 
 
 async def read_order(temporal: TemporalProvider, erp: Erp, order_id: str) -> Order:
-    return await read(temporal, erp, "order", order_id, order_process_id(order_id), Order)
+    pid = order_process_id(own_id("order", order_id))
+    return await read(temporal, erp, "order", order_id, pid, Order)
 
 
 async def update(client: Client, process_id: str, name: str, arg: Any, result_type: type[M]) -> M:

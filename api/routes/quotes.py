@@ -7,7 +7,7 @@ from collections.abc import Callable
 from fastapi import APIRouter, Request, Response
 
 from api import process
-from api.deps import ClientRole, Operator, StateDep, TemporalDep, Viewer
+from api.deps import AppState, ClientRole, Operator, StateDep, Viewer
 from api.idempotency import IDEMPOTENT, idempotent
 from domain.errors import NotFound
 from systems.quoting import process_input
@@ -61,35 +61,37 @@ async def get(quote_id: str, _: Viewer, state: StateDep) -> Response:
     return process.answer(quote)
 
 
-async def _update(client: TemporalDep, quote_id: str, name: str, body: object) -> Quote:
-    return await process.update(client, quote_process_id(quote_id), name, body, Quote)
+async def _update(state: AppState, quote_id: str, name: str, body: object) -> Quote:
+    # The id first: an order's id is a 404 whether or not Temporal answers.
+    pid = quote_process_id(process.own_id("quote", quote_id))
+    return await process.update(await state.temporal.get(), pid, name, body, Quote)
 
 
 @router.post("/{quote_id}/approve", response_model=Quote)
 async def approve(
-    quote_id: str, _: Operator, client: TemporalDep, body: NoteRequest | None = None
+    quote_id: str, _: Operator, state: StateDep, body: NoteRequest | None = None
 ) -> Quote:
     """Approve the quote's discount (operator)."""
-    return await _update(client, quote_id, "approve", body or NoteRequest())
+    return await _update(state, quote_id, "approve", body or NoteRequest())
 
 
 @router.post("/{quote_id}/reject", response_model=Quote)
 async def reject(
-    quote_id: str, _: Operator, client: TemporalDep, body: NoteRequest | None = None
+    quote_id: str, _: Operator, state: StateDep, body: NoteRequest | None = None
 ) -> Quote:
     """Reject the quote (operator)."""
-    return await _update(client, quote_id, "reject", body or NoteRequest())
+    return await _update(state, quote_id, "reject", body or NoteRequest())
 
 
 @router.post("/{quote_id}/accept", response_model=Quote)
-async def accept(quote_id: str, body: AcceptRequest, _: ClientRole, client: TemporalDep) -> Quote:
+async def accept(quote_id: str, body: AcceptRequest, _: ClientRole, state: StateDep) -> Quote:
     """Accept the quote: the order is placed at the quoted prices."""
-    return await _update(client, quote_id, "accept", body)
+    return await _update(state, quote_id, "accept", body)
 
 
 @router.post("/{quote_id}/decline", response_model=Quote)
 async def decline(
-    quote_id: str, _: ClientRole, client: TemporalDep, body: DeclineRequest | None = None
+    quote_id: str, _: ClientRole, state: StateDep, body: DeclineRequest | None = None
 ) -> Quote:
     """Decline the quote."""
-    return await _update(client, quote_id, "decline", body or DeclineRequest())
+    return await _update(state, quote_id, "decline", body or DeclineRequest())

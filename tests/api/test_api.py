@@ -546,3 +546,22 @@ def test_the_polled_reads_answer_what_their_response_model_would(client: TestCli
         expected = TypeAdapter(model).dump_python(doc, mode="json")
         assert r.json() == expected == jsonable_encoder(doc)
         assert r.json()["total"] == str(doc.total) and Decimal(r.json()["total"]) > 0
+
+
+def test_an_orders_routes_do_not_answer_for_a_quote_id_nor_a_quotes_for_an_order_id(
+    client: TestClient,
+) -> None:
+    """A quote's process holds its order: reached by the quote's id, the order routes
+    answered 200 and cancelled the order. Each kind's routes take only its own ids (404
+    before Temporal is asked: it is unreachable here)."""
+    op = {"Authorization": f"Bearer {key(client, 'operator')}"}
+    for method, path, body in (
+        ("GET", "/v1/orders/quo_0123456789abcdef01234567", None),
+        ("POST", "/v1/orders/quo_0123456789abcdef01234567/cancel", {"reason": "x"}),
+        ("POST", "/v1/orders/quo_0123456789abcdef01234567/release", None),
+        ("GET", "/v1/quotes/ord_0123456789abcdef01234567", None),
+        ("POST", "/v1/quotes/ord_0123456789abcdef01234567/accept", {"payment": "invoice"}),
+        ("POST", "/v1/quotes/ord_0123456789abcdef01234567/approve", None),
+    ):
+        r = client.request(method, path, json=body, headers=op)
+        assert assert_problem(r, 404)["detail"].startswith(("order", "quote")), path
