@@ -170,6 +170,22 @@ async def _skipped_charge(h: Harness, cid: str) -> WorkflowHistory:
     return await handle.fetch_history()
 
 
+async def _split_invoiced_order(h: Harness, cid: str) -> WorkflowHistory:
+    """Services invoiced at confirmation, goods when shipped, at a discount: two invoices
+    whose separate roundings the order's total does not match."""
+    lines = [{"sku": "SETUP", "quantity": 1}, {"sku": "WIDGET-1", "quantity": 1}]
+    handle = await h.start(await h.input(cid, lines, discount="0.15"))
+    await handle.execute_update("accept", AcceptRequest(payment="card_on_file"))
+    order = await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
+    for event in ("shipped", "delivered"):
+        await handle.execute_update(
+            "shipment_event",
+            ShipmentEventUpdate(shipment_id=order.shipments[0].id, event=event),
+        )
+    await handle.result()
+    return await handle.fetch_history()
+
+
 SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[WorkflowHistory]]] = {
     "q2o-approved-quote-card": _approved_quote,
     "q2o-shipped-order-invoice": _shipped_order,
@@ -178,6 +194,7 @@ SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[WorkflowHistory]]] = {
     "q2o-backordered-order": _backordered_order,
     "q2o-cancelled-card-order": _cancelled_card_order,
     "q2o-skipped-charge": _skipped_charge,
+    "q2o-split-invoiced-order": _split_invoiced_order,
 }
 
 
