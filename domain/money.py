@@ -100,7 +100,7 @@ def to_decimal(value: Any) -> Decimal:
         raise InvalidAmount(f"amount out of range: {value!r}")
     if result != result.quantize(MIN_MAGNITUDE):
         raise InvalidAmount(f"more than 12 decimal places: {value!r}")
-    return result
+    return abs(result) if result.is_zero() else result  # "-0" is 0, written without a sign
 
 
 def times(a: Decimal, b: Decimal | int) -> Decimal:

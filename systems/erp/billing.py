@@ -70,9 +70,15 @@ def _invoice(row: InvoiceRow) -> Invoice:
         discount=row.discount,
         tax=row.tax,
         total=row.total,
-        amount_paid=row.amount_paid,
-        amount_credited=row.amount_credited,
-        amount_due=max(row.total - row.amount_paid - row.amount_credited, ZERO),
+        amount_paid=quantize(row.amount_paid, row.currency),
+        amount_credited=quantize(row.amount_credited, row.currency),
+        # A void invoice asks for nothing (it was never paid or credited: see void_invoice).
+        amount_due=quantize(
+            ZERO
+            if row.status == "void"
+            else max(row.total - row.amount_paid - row.amount_credited, ZERO),
+            row.currency,
+        ),
         order_id=row.order_id,
         process_id=row.process_id,
         created_at=row.created_at,
@@ -80,7 +86,9 @@ def _invoice(row: InvoiceRow) -> Invoice:
 
 
 def _payment(row: PaymentRow) -> Payment:
-    return Payment.model_validate(row, from_attributes=True)
+    payment = Payment.model_validate(row, from_attributes=True)
+    payment.refunded = quantize(payment.refunded, payment.currency)  # "0" is "0.00" EUR
+    return payment
 
 
 _ENTRIES = LedgerEntryRow.__table__  # type: ignore[attr-defined]

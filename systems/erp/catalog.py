@@ -224,6 +224,9 @@ class CatalogMixin(ErpBase):
 
     def create_plan(self, data: PlanCreate) -> Plan:
         price = exact(data.price, data.currency, "price")
+        for charge in data.usage:  # a tier's fee is an amount; its unit price may be finer
+            for tier in charge.tiers or []:
+                tier.flat_fee = exact(tier.flat_fee, data.currency, "flat_fee")
         row = PlanRow(
             id=new_id("pln"),
             code=data.code,

@@ -18,6 +18,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.testclient import TestClient
 from pydantic import TypeAdapter
 
+from domain.invoicing import DraftInvoice, InvoiceLine
 from systems.db import make_engine
 from systems.quoting import price_request, process_input
 from telemetry import ContextFilter
@@ -431,6 +432,51 @@ def test_amounts_are_kept_to_the_currencys_minor_unit(client_any_db: TestClient)
     )
     overview = client.get(f"/v1/customers/{cid}/overview").json()
     assert overview["lifetime_value"] == "0.00"
+    # A negative zero is zero; a tier's fee is an amount, exact to the currency.
+    r = client.post("/v1/customers", json={**CUSTOMER, "credit_limit": "-0"})
+    assert r.json()["credit_limit"] == "0.00"
+    tiers: list[dict[str, Any]] = [
+        {"up_to": 10, "unit_price": "0.5"},
+        {"up_to": None, "unit_price": "0.25"},
+    ]
+    usage: list[dict[str, Any]] = [{"metric": "calls", "model": "volume", "tiers": tiers}]
+    made = client.post("/v1/plans", json={**plan, "code": "TIERED", "usage": usage}).json()
+    assert [t["flat_fee"] for t in made["usage"][0]["tiers"]] == ["0.00", "0.00"]
+    yen_tiers = [{**tiers[0], "flat_fee": "0.5"}, tiers[1]]
+    yen_plan = {**plan, "code": "YEN", "currency": "JPY", "price": "1000"}
+    yen_usage = [{**usage[0], "tiers": yen_tiers}]
+    assert_problem(client.post("/v1/plans", json={**yen_plan, "usage": yen_usage}), 422)
+    # An invoice's amounts paid, credited and due, and a payment's refunds: "0.00", not "0";
+    # a void invoice owes nothing.
+    erp = client.app.state.o2c.systems.erp  # type: ignore[attr-defined]
+    draft = DraftInvoice(
+        customer_id=cid,
+        currency="EUR",
+        issue_date=datetime(2026, 5, 1, tzinfo=UTC).date(),
+        due_date=datetime(2026, 5, 31, tzinfo=UTC).date(),
+        lines=[
+            InvoiceLine(
+                kind="one_time",
+                description="Setup",
+                quantity=Decimal(1),
+                unit_price=Decimal("10.00"),
+                amount=Decimal("10.00"),
+            )
+        ],
+        subtotal=Decimal("10.00"),
+        tax=Decimal("1.90"),
+        total=Decimal("11.90"),
+    )
+    first, second = erp.issue_invoice("inv-a", draft), erp.issue_invoice("inv-b", draft)
+    body = client.get(f"/v1/invoices/{first.id}").json()
+    assert (body["amount_paid"], body["amount_due"]) == ("0.00", "11.90")
+    pay = {"amount": "5.00", "method": "bank_transfer", "reference": "r-1"}
+    client.post(f"/v1/invoices/{first.id}/payments", json=pay).raise_for_status()
+    overview = client.get(f"/v1/customers/{cid}/overview").json()
+    assert [p["refunded"] for p in overview["payments"]] == ["0.00"]
+    erp.void_invoice("void-b", second.id)
+    body = client.get(f"/v1/invoices/{second.id}").json()
+    assert (body["status"], body["total"], body["amount_due"]) == ("void", "11.90", "0.00")
 
 
 def test_the_openapi_document_says_what_the_api_does(client: TestClient) -> None:
