@@ -62,6 +62,7 @@ def problem(
     detail: str,
     code: str | None = None,
     headers: dict[str, str] | None = None,
+    loc: tuple[str, ...] = ("body",),
     **extra: Any,
 ) -> JSONResponse:
     body: dict[str, Any] = {
@@ -71,6 +72,9 @@ def problem(
         "detail": detail,
         **extra,
     }
+    if status == 422 and "errors" not in body:
+        # API.md: invalid input says where; input refused by a rule names its place too.
+        body["errors"] = [{"loc": list(loc), "msg": detail}]
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
@@ -99,7 +103,7 @@ def _http(_: Request, exc: Exception) -> JSONResponse:
 def _domain(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
     status = exc.status if exc.status < 500 else 409
-    return problem(status, exc.message, exc.code)
+    return problem(status, exc.message, exc.code, loc=exc.loc)
 
 
 def _update_failed(_: Request, exc: Exception) -> JSONResponse:

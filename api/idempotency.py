@@ -79,7 +79,9 @@ async def idempotent(
     if key is None:
         return _json(status, await handler(new_id))
     if not 1 <= len(key) <= MAX_KEY:
-        raise InvalidInput(f"Idempotency-Key must be 1 to {MAX_KEY} characters")
+        raise InvalidInput(
+            f"Idempotency-Key must be 1 to {MAX_KEY} characters", ("header", "Idempotency-Key")
+        )
     scope = f"{who.key_id}:{request.method}:{request.url.path}"
     digest = _request_hash(await request.body(), compared)
     seal = _Seal(_caller_secret(request), f"{scope}:{key}", sealed)

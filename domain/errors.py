@@ -8,10 +8,14 @@ from __future__ import annotations
 
 
 class DomainError(Exception):
-    """A business rule said no. Never retried: the caller branches on ``code``."""
+    """A business rule said no. Never retried: the caller branches on ``code``.
+
+    ``loc`` says where in the request the refused input was, when it is known (the API's
+    ``errors[].loc``): the body unless a raiser names a query parameter or a header."""
 
     code = "domain_error"
     status = 409
+    loc: tuple[str, ...] = ("body",)
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -45,6 +49,11 @@ class InvalidInput(DomainError):
 
     code = "invalid_input"
     status = 422
+
+    def __init__(self, message: str, loc: tuple[str, ...] | None = None) -> None:
+        super().__init__(message)
+        if loc is not None:
+            self.loc = loc
 
 
 class NotFound(DomainError):

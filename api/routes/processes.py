@@ -106,7 +106,7 @@ async def list_(
             RPCStatusCode.INVALID_ARGUMENT,
             RPCStatusCode.UNKNOWN,
         ):
-            raise InvalidInput("invalid cursor") from exc
+            raise InvalidInput("invalid cursor", ("query", "cursor")) from exc
         raise
     data = [_summary(wf) for wf in it.current_page or []]
     nxt = it.next_page_token
@@ -131,10 +131,10 @@ def _decode(cursor: str) -> bytes:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
     except ValueError as exc:
-        raise InvalidInput("invalid cursor") from exc
+        raise InvalidInput("invalid cursor", ("query", "cursor")) from exc
     token, digest = raw[:-_DIGEST], raw[-_DIGEST:]
     if not token or not hmac.compare_digest(digest, _digest(token)):
-        raise InvalidInput("invalid cursor")
+        raise InvalidInput("invalid cursor", ("query", "cursor"))
     return token
 
 

@@ -47,13 +47,13 @@ def encode_cursor(value: str) -> str:
 
 def decode_cursor(cursor: str) -> str:
     if not cursor or not all(c.isalnum() or c in "-_" for c in cursor):
-        raise InvalidInput("invalid cursor")
+        raise InvalidInput("invalid cursor", ("query", "cursor"))
     try:
         value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput("invalid cursor") from exc
+        raise InvalidInput("invalid cursor", ("query", "cursor")) from exc
     if not value.isprintable():  # every cursor this API hands out encodes a printable id
-        raise InvalidInput("invalid cursor")
+        raise InvalidInput("invalid cursor", ("query", "cursor"))
     return value
 
 

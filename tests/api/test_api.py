@@ -611,3 +611,18 @@ def test_an_orders_routes_do_not_answer_for_a_quote_id_nor_a_quotes_for_an_order
     ):
         r = client.request(method, path, json=body, headers=op)
         assert assert_problem(r, 404)["detail"].startswith(("order", "quote")), path
+
+
+def test_every_invalid_input_answer_says_where_the_input_was(client: TestClient) -> None:
+    """API.md: invalid input carries ``errors: [{loc, msg}]`` — input refused by a rule
+    (past the schema) as well as input the schema refused."""
+    yen = {**CUSTOMER, "currency": "JPY", "credit_limit": "1000.5"}
+    body = assert_problem(client.post("/v1/customers", json=yen), 422)
+    assert body["errors"] == [{"loc": ["body"], "msg": body["detail"]}]
+    body = assert_problem(client.get("/v1/customers", params={"cursor": "zzzz"}), 422)
+    assert body["errors"] == [{"loc": ["query", "cursor"], "msg": "invalid cursor"}]
+    long_key = {"Idempotency-Key": "k" * 300}
+    body = assert_problem(client.post("/v1/customers", json=CUSTOMER, headers=long_key), 422)
+    assert body["errors"][0]["loc"] == ["header", "Idempotency-Key"]
+    body = assert_problem(client.post("/v1/customers", json={**CUSTOMER, "credit_limit": 1.5}), 422)
+    assert body["errors"][0]["loc"] == ["body", "credit_limit"]
