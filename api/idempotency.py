@@ -63,7 +63,7 @@ async def idempotent(
     status: int,
     handler: Handler,
     *,
-    compared: Callable[[Any], Any] | None = None,
+    compared: Callable[[Any, bytes], Any] | None = None,
     sealed: tuple[str, ...] = (),
 ) -> Response:
     """Run ``handler(make_id)`` once per Idempotency-Key; ``make_id(prefix)`` gives ids.
@@ -71,10 +71,12 @@ async def idempotent(
     The key is claimed before the handler runs, so concurrent duplicates wait for the first
     one's answer instead of running again; a handler that fails gives the key back.
 
-    What is kept must not reveal secrets: ``compared(body)`` is the part of a JSON body
-    whose hash tells requests apart (a card's last digits, not its number and CVC), and the
-    answer's ``sealed`` fields (a new API key's secret) are stored encrypted under the
-    caller's own key, which is never stored: only that caller can have them again."""
+    What is kept must not reveal secrets: ``compared(body, pepper)`` is the part of a JSON
+    body whose hash tells requests apart, where a secret field is to be kept only keyed by
+    ``pepper`` (a card number, so another card under the same key is a 409 and the stored
+    hash cannot be searched for the card); ``pepper`` and the seal of the answer's
+    ``sealed`` fields (a new API key's secret) derive from the caller's own key, which is
+    never stored: only that caller can compare or open them."""
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return _json(status, await handler(new_id))
@@ -83,8 +85,10 @@ async def idempotent(
             f"Idempotency-Key must be 1 to {MAX_KEY} characters", ("header", "Idempotency-Key")
         )
     scope = f"{who.key_id}:{request.method}:{request.url.path}"
-    digest = _request_hash(await request.body(), compared)
-    seal = _Seal(_caller_secret(request), f"{scope}:{key}", sealed)
+    secret = _caller_secret(request)
+    pepper = hmac.new(secret, f"o2c/idempotency/compare:{scope}:{key}".encode(), "sha256")
+    digest = _request_hash(await request.body(), compared, pepper.digest())
+    seal = _Seal(secret, f"{scope}:{key}", sealed)
     stored = await _claim(erp, scope, key, digest)
     if stored is not None:
         return _replay(seal.open(stored), digest)
@@ -121,9 +125,11 @@ async def _claim(erp: Erp, scope: str, key: str, digest: str) -> tuple[str, int,
         # The first request failed and gave the key back: claim it for this one.
 
 
-def _request_hash(body: bytes, compared: Callable[[Any], Any] | None = None) -> str:
+def _request_hash(
+    body: bytes, compared: Callable[[Any, bytes], Any] | None = None, pepper: bytes = b""
+) -> str:
     """The body's hash, of its JSON in one canonical spelling (key order and whitespace do
-    not make another request), or of ``compared(body)``."""
+    not make another request), or of ``compared(body, pepper)``."""
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
@@ -131,7 +137,7 @@ def _request_hash(body: bytes, compared: Callable[[Any], Any] | None = None) -> 
             raise InvalidInput("the body is not JSON") from None
         return hashlib.sha256(body).hexdigest()
     if compared is not None:  # the route validated the body: its fields are there
-        data = compared(data)
+        data = compared(data, pepper)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -237,6 +237,11 @@ def test_card_is_tokenised_and_its_number_never_stored_or_echoed(
     assert client.post(url, json=body, headers=key).json() == r.json()  # a retry
     other = {**body, "card_number": "5555555555554444"}
     assert_problem(client.post(url, json=other, headers=key), 409)
+    # Another card with the same last digits and expiry, or another CVC, is another request.
+    same_end = {**body, "card_number": "4000000000024242"}
+    assert client.post(f"/v1/customers/{cid}/payment-methods", json=same_end).status_code == 201
+    for changed in (same_end, {**body, "cvc": "999"}):
+        assert_problem(client.post(url, json=changed, headers=key), 409)
     # Nothing stored is the number, or a hash from which the number (a few hundred
     # thousand candidates, given its last digits) or the CVC could be found again.
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
