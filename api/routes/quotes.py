@@ -83,10 +83,17 @@ async def reject(
     return await _update(state, quote_id, "reject", body or NoteRequest())
 
 
-@router.post("/{quote_id}/accept", response_model=Quote)
-async def accept(quote_id: str, body: AcceptRequest, _: ClientRole, state: StateDep) -> Quote:
-    """Accept the quote: the order is placed at the quoted prices."""
-    return await _update(state, quote_id, "accept", body)
+@router.post("/{quote_id}/accept", response_model=Quote, openapi_extra=IDEMPOTENT)
+async def accept(
+    quote_id: str, body: AcceptRequest, request: Request, who: ClientRole, state: StateDep
+) -> Response:
+    """Accept the quote: the order is placed at the quoted prices. It creates the order, so
+    a retry with the same Idempotency-Key answers the first acceptance again."""
+
+    async def place(_: Callable[[str], str]) -> Quote:
+        return await _update(state, quote_id, "accept", body)
+
+    return await idempotent(request, who, state.systems.erp, 200, place)
 
 
 @router.post("/{quote_id}/decline", response_model=Quote)

@@ -82,9 +82,14 @@ async def test_quote_accept_ship_deliver_ends_completed_and_paid(stack: Stack) -
         "36.10",
         "226.08",
     )
-    r = await http.post(f"/v1/quotes/{quote['id']}/accept", json={"payment": "card_on_file"})
+    accept, once = f"/v1/quotes/{quote['id']}/accept", {"Idempotency-Key": "accept-1"}
+    r = await http.post(accept, json={"payment": "card_on_file"}, headers=once)
     assert r.status_code == 200, r.text
     order_id = r.json()["order_id"]
+    # The client's retry (its answer lost) gets the acceptance again, not a 409.
+    again = await http.post(accept, json={"payment": "card_on_file"}, headers=once)
+    assert again.status_code == 200 and again.json() == r.json()
+    assert (await http.post(accept, json={"payment": "card_on_file"})).status_code == 409
     order = await stack.poll(f"/v1/orders/{order_id}", lambda o: o["status"] == "fulfilling")
     assert order["process_id"] == quote["process_id"]
     shipment = order["shipments"][0]
