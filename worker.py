@@ -71,6 +71,7 @@ def build_activities(systems: Systems, faults: Faults) -> list[Any]:
         erp.cancel_sales_order,
         erp.issue_invoice,
         erp.reverse_invoice,
+        erp.record_refund_by_hand,
         erp.save_document,
         pay.charge_invoice,
         pay.refund_invoice,

@@ -8,11 +8,13 @@ port method, and returns a contract model. No arithmetic here: ``domain/`` does 
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 
 from temporalio import activity
 
 from activities.errors import mapped_errors
 from activities.faults import Faults
+from domain.errors import InvalidInput
 from systems.ports import Erp
 from systems.quoting import credit_snapshot
 from systems.records import Invoice
@@ -25,6 +27,8 @@ from workflows.contracts.activities import (
     InvoiceResult,
     IssueInvoiceInput,
     KeyInput,
+    RefundByHandInput,
+    RefundResult,
     ReserveInput,
     ReverseInvoiceInput,
     SalesOrderInput,
@@ -135,6 +139,30 @@ class ErpActivities:
                 self._erp.issue_credit_note(inp.key, inv.id, remaining, inp.reason)
             inv = self._erp.get_invoice(inv.id)
         return _invoice_result(inv)
+
+    @activity.defn(name="erp.record_refund_by_hand")
+    @mapped_errors
+    def record_refund_by_hand(self, inp: RefundByHandInput) -> RefundResult:
+        """Record what an operator refunded by hand against the invoice's payments made by
+        other means than the card, oldest first (each refund posts its ledger entry; a
+        retry records nothing twice). More than those payments hold is invalid input."""
+        self._guard()
+        left = inp.amount
+        others = [p for p in self._erp.payments_for_invoice(inp.invoice_id) if not p.charge_id]
+        refundable = sum((p.amount - p.refunded for p in others), Decimal(0))
+        keys = [f"{inp.key}:{p.id}" for p in others]
+        done = self._erp.refunds_recorded(keys)  # what an earlier attempt recorded
+        if left > refundable + done:
+            raise InvalidInput(
+                f"{inp.amount} was not paid by other means than the card on {inp.invoice_id}"
+            )
+        left -= done
+        for p, key in zip(others, keys, strict=True):
+            part = min(left, p.amount - p.refunded)
+            if part > 0:
+                self._erp.record_refund(key, p.id, part, f"by-hand:{inp.key}")
+                left -= part
+        return RefundResult(attempt=_attempt(), refunded=inp.amount)
 
     @activity.defn(name="erp.save_document")
     @mapped_errors

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         InvoiceResult,
         IssueInvoiceInput,
         KeyInput,
+        RefundByHandInput,
         RefundInput,
         RefundResult,
         ReserveInput,
@@ -81,6 +82,7 @@ REFUND_UNAPPLIED_CHARGE = "refund-unapplied-charge"
 FULFIL_QUEUED_EVENTS = "fulfil-queued-events"
 RECHECK_AFTER_BACKORDER = "recheck-stock-after-backorder"
 RETURN_CHARGE_ON_SKIP = "return-charge-on-skip"
+RECORD_REFUND_BY_HAND = "record-refund-by-hand"
 CANCELLABLE = ("received", "credit_hold", "backordered", "confirmed", "fulfilling")
 Compensation = tuple[str, Callable[[], Awaitable[object]]]
 
@@ -545,13 +547,24 @@ class QuoteToOrderWorkflow(OperableWorkflow):
                 # refund step gives it back too (new executions; recorded ones replay as run).
                 if workflow.patched(REFUND_UNAPPLIED_CHARGE):
                     refund.charge_key = self._key(f"charge:{invoice_id}")
-            await self.step(
-                f"refund_invoice:{invoice_id}",
-                PaymentActivities.refund_invoice,
-                refund,
-                RefundResult,
-                local=False,
+            name = f"refund_invoice:{invoice_id}"
+            refunded = await self.step(
+                name, PaymentActivities.refund_invoice, refund, RefundResult, local=False
             )
+            by_hand = refunded.refunded if self.last_status(name) == "skipped" else 0
+            if by_hand > 0 and workflow.patched(RECORD_REFUND_BY_HAND):
+                # Skipped with what the operator refunded by hand (money paid otherwise than
+                # by card): the ERP records it, so the ledger no longer holds that cash.
+                await self.step(
+                    f"record_refund_by_hand:{invoice_id}",
+                    ErpActivities.record_refund_by_hand,
+                    RefundByHandInput(
+                        key=self._key(f"refund-by-hand:{invoice_id}"),
+                        invoice_id=invoice_id,
+                        amount=by_hand,
+                    ),
+                    RefundResult,
+                )
 
         return reverse
 

@@ -432,6 +432,14 @@ class BillingMixin(ErpBase):
             s.flush()
             return _payment(pay)
 
+    def refunds_recorded(self, keys: list[str]) -> Decimal:
+        """The sum of the refunds recorded under ``keys`` (0 for keys never used)."""
+        if not keys:
+            return ZERO
+        with unit_of_work(self._engine, read=True) as s:
+            rows = s.exec(select(RefundRow).where(col(RefundRow.key).in_(keys))).all()
+            return sum((r.amount for r in rows), ZERO)
+
     # --- ledger -----------------------------------------------------------------------------
 
     def ledger_entries(self, limit: int = 100) -> list[LedgerEntry]:

@@ -26,6 +26,7 @@ from tests.factories import CARD_OK, CARD_TIMEOUT, add_card, customer
 from workflows.contracts.activities import (
     ChargeInput,
     IssueInvoiceInput,
+    RefundByHandInput,
     RefundInput,
     ReverseInvoiceInput,
 )
@@ -232,3 +233,22 @@ async def test_the_gateway_refuses_a_key_reused_for_another_amount(db_engine: En
     assert await shop.gateway.charge("k-1", token, Decimal("10.00"), "EUR", "x") == first
     with pytest.raises(Conflict, match="another charge"):
         await shop.gateway.charge("k-1", token, Decimal("9.00"), "EUR", "x")
+
+
+async def test_a_refund_by_hand_is_recorded_once_against_the_money_paid_otherwise(
+    db_engine: Engine,
+) -> None:
+    shop = await _shop(db_engine, CARD_OK)
+    for n, amount in ((1, "6.00"), (2, "4.00")):
+        shop.erp.record_payment(f"wire-{n}", shop.invoice_id, Decimal(amount), "bank_transfer", "w")
+    step = RefundByHandInput(key="q2o-1:refund-by-hand", invoice_id=shop.invoice_id, amount=8)
+    with pytest.raises(ApplicationError, match="invalid_input"):
+        _attempt(1).run(
+            shop.erp_steps.record_refund_by_hand, step.model_copy(update={"amount": 11})
+        )
+    for n in (1, 2):  # the retry records nothing twice
+        result = _attempt(n).run(shop.erp_steps.record_refund_by_hand, step)
+        assert result.refunded == Decimal("8.00")
+    refunds = [p.refunded for p in shop.erp.payments_for_invoice(shop.invoice_id)]
+    assert sorted(refunds) == [Decimal("2.00"), Decimal("6.00")]
+    assert shop.erp.trial_balance("EUR")["cash"] == Decimal("2.00")

@@ -186,6 +186,20 @@ async def _split_invoiced_order(h: Harness, cid: str) -> WorkflowHistory:
     return await handle.fetch_history()
 
 
+async def _refund_skipped_by_hand(h: Harness, cid: str) -> WorkflowHistory:
+    """A cancelled order whose invoice was paid in part by transfer: the refund step asks
+    an operator, who refunds the transfer by hand and skips it."""
+    lines = [{"sku": "SETUP", "quantity": 1}, {"sku": "WIDGET-1", "quantity": 1}]
+    handle = await h.start(await h.input(cid, lines, quote=False, payment="invoice"))
+    order = await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
+    h.erp.record_payment("bank:wire", order.invoice_ids[0], Decimal("10.00"), "bank_transfer", "w")
+    await h.update_accepted(handle, "cancel", CancelRequest(reason="changed plans"))
+    await h.until(handle, "order", Order, lambda o: o.failed_step is not None)
+    await h.update_accepted(handle, "skip", SkipRequest(result={"refunded": "10.00"}))
+    await handle.result()
+    return await handle.fetch_history()
+
+
 SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[WorkflowHistory]]] = {
     "q2o-approved-quote-card": _approved_quote,
     "q2o-shipped-order-invoice": _shipped_order,
@@ -195,6 +209,7 @@ SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[WorkflowHistory]]] = {
     "q2o-cancelled-card-order": _cancelled_card_order,
     "q2o-skipped-charge": _skipped_charge,
     "q2o-split-invoiced-order": _split_invoiced_order,
+    "q2o-refund-skipped-by-hand": _refund_skipped_by_hand,
 }
 
 

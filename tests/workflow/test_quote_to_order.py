@@ -354,8 +354,14 @@ async def test_money_paid_by_transfer_asks_an_operator_while_compensating(h: Har
     assert result is not None and result.status == "cancelled"
     steps = {s.name: s.status for s in result.steps}
     assert steps[f"refund_invoice:{invoice.id}"] == "skipped"
+    # What the operator refunded by hand is recorded: the ledger no longer holds the cash.
+    assert steps[f"record_refund_by_hand:{invoice.id}"] == "done"
     assert steps["cancel_sales_order"] == "done"
     assert h.erp.inventory("WIDGET-1").reserved == 0
+    [wire] = h.erp.payments_for_invoice(invoice.id)
+    assert wire.refunded == Decimal("10.00")
+    balance = h.erp.trial_balance("EUR")
+    assert (balance.get("cash", 0), balance.get("accounts_receivable", 0)) == (0, 0)
 
 
 async def test_abort_is_refused_once_goods_have_shipped(h: Harness) -> None:

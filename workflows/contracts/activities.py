@@ -10,7 +10,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from domain.invoicing import DraftInvoice
 from domain.money import Amount
@@ -108,6 +108,15 @@ class RefundInput(BaseModel):
     invoice_id: str
     # The key the invoice was charged with: a charge no payment holds is refunded too.
     charge_key: str | None = None
+
+
+class RefundByHandInput(BaseModel):
+    """What an operator refunded by hand of an invoice's payments made by other means than
+    the card (a bank transfer sent back), to be recorded against them."""
+
+    key: str
+    invoice_id: str
+    amount: Amount = Field(gt=0)
 
 
 class RefundResult(StepResult):
