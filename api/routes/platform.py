@@ -16,7 +16,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Admin, ErpDep, StateDep, Viewer, sandbox_only
-from api.errors import TemporalUnavailable
+from api.errors import PROBLEM, RETRY_AFTER, TemporalUnavailable, problem
 from api.idempotency import IDEMPOTENT, idempotent
 from systems.ports import Erp
 from systems.records import Fault, FaultSet, Role, TestClock, TestClockCreate
@@ -166,9 +166,17 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["health"])
+NOT_READY = {
+    "description": "not ready: a problem whose `temporal` and `database` members say which",
+    "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+}
+
+
+@router.get("/readyz", tags=["health"], responses={503: NOT_READY})
 async def readyz(state: StateDep) -> JSONResponse:
-    """Readiness: Temporal and the database are reachable."""
+    """Readiness: Temporal and the database are reachable (``{"temporal": "ok",
+    "database": "ok"}``; else a 503 problem naming what is not)."""
     checks: dict[str, Any] = {}
     try:
         client = await state.temporal.get()
@@ -181,9 +189,12 @@ async def readyz(state: StateDep) -> JSONResponse:
         checks["database"] = "ok"
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
         checks["database"] = f"unavailable: {type(exc).__name__}"
-    ok = all(v == "ok" for v in checks.values())
-    headers = None if ok else {"Retry-After": "5"}
-    return JSONResponse(checks, status_code=200 if ok else 503, headers=headers)
+    if all(v == "ok" for v in checks.values()):
+        return JSONResponse(checks)
+    down = ", ".join(k for k, v in checks.items() if v != "ok")
+    return problem(
+        503, f"not ready: {down} unavailable", "unavailable", {"Retry-After": RETRY_AFTER}, **checks
+    )
 
 
 @router.get("/metrics", tags=["health"], response_class=PlainTextResponse)
