@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
 
 from domain.errors import CurrencyMismatch, InvalidAmount, UnknownCurrency
 
@@ -98,9 +98,17 @@ def to_decimal(value: Any) -> Decimal:
         raise InvalidAmount(f"not a finite number: {value!r}")
     if result != 0 and not MIN_MAGNITUDE <= abs(result) < MAX_MAGNITUDE:
         raise InvalidAmount(f"amount out of range: {value!r}")
-    if result != result.quantize(MIN_MAGNITUDE):
-        raise InvalidAmount(f"more than 12 decimal places: {value!r}")
-    return abs(result) if result.is_zero() else result  # "-0" is 0, written without a sign
+    if result.is_zero():  # "-0" is 0, and "0E-50" is not 50 places of nothing
+        exponent = result.as_tuple().exponent
+        assert isinstance(exponent, int)  # a finite number's
+        return Decimal(0).scaleb(max(exponent, -12))
+    return result
+
+
+def _precise(value: Decimal) -> Decimal:
+    if value != value.quantize(MIN_MAGNITUDE):
+        raise ValueError(f"more than 12 decimal places: {value}")
+    return value
 
 
 def times(a: Decimal, b: Decimal | int) -> Decimal:
@@ -137,6 +145,11 @@ Amount = Annotated[
     PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "format": "decimal", "examples": ["1234.50"]}),
 ]
+
+
+# What a client may send: an ``Amount`` no finer than 10^-12. Only input is held to it, so
+# records stored and processes started before the limit stay readable.
+InputAmount = Annotated[Amount, AfterValidator(_precise)]
 
 
 class Money:

@@ -411,6 +411,8 @@ def test_rates_and_prices_finer_than_12_places_are_invalid_on_every_database(
     fine = {**CUSTOMER, "tax_rate": "0.123456789012"}
     r = client.post("/v1/customers", json=fine)
     assert r.status_code == 201 and r.json()["tax_rate"] == "0.123456789012"
+    r = client.post("/v1/customers", json={**CUSTOMER, "tax_rate": "0E-50"})  # 50 places of 0
+    assert r.status_code == 201 and r.json()["tax_rate"] == "0.000000000000"
 
 
 def test_amounts_are_kept_to_the_currencys_minor_unit(client_any_db: TestClient) -> None:

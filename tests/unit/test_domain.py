@@ -13,7 +13,15 @@ from pydantic import BaseModel, ValidationError
 from domain.credit import check_credit
 from domain.errors import CurrencyMismatch, InvalidAmount, InvalidInput, UnknownCurrency
 from domain.invoicing import DraftInvoice, assemble_order_invoice, due_date
-from domain.money import Amount, Money, is_exact, minor_unit, quantize, to_decimal
+from domain.money import (
+    Amount,
+    InputAmount,
+    Money,
+    is_exact,
+    minor_unit,
+    quantize,
+    to_decimal,
+)
 from domain.orders import split_order
 from domain.pricing import CatalogLine, PricedLine, price_line, requires_approval, totals
 
@@ -57,8 +65,6 @@ def test_minor_units_follow_iso_4217() -> None:
         "",
         None,
         "1e999999",
-        "0.0000000000015",
-        "0." + "1" * 45,
     ],
 )
 def test_to_decimal_refuses_floats_non_finite_garbage_and_absurd_sizes(bad: object) -> None:
@@ -117,6 +123,30 @@ def test_products_are_exact_before_their_one_rounding() -> None:
     line = price_line(_item("999999.999999999999"), 999_999, "EUR")
     assert line.amount == quantize(D("999999.999999999999") * 999_999, "EUR")  # fits 28 digits
     assert Money("0.000000000003", "EUR").times(D("0.5")).amount == D("0.0000000000015")
+
+
+def test_input_is_held_to_12_places_and_what_was_stored_before_stays_readable() -> None:
+    """A client may send no finer than 10^-12; a value accepted earlier (a 16-place rate in
+    a running process's input or a read model) still validates, or its process would be
+    stuck failing to decode its input."""
+
+    class Sent(BaseModel):
+        rate: InputAmount
+
+    class Kept(BaseModel):
+        rate: Amount
+
+    for bad in ("0.0000000000015", "0." + "1" * 45, "0.2500000000000001"):
+        with pytest.raises(ValidationError, match="12 decimal places"):
+            Sent(rate=bad)
+        assert Kept(rate=bad).rate == D(bad)
+    assert Sent(rate="0.123456789012").rate == D("0.123456789012")
+    # Zero has no sign and no more than 12 places, however it is written.
+    assert [format(to_decimal(z), "f") for z in ("-0", "0E-50", "-0.00")] == [
+        "0",
+        "0.000000000000",
+        "0.00",
+    ]
 
 
 def test_price_line_rounds_once_per_line() -> None:

@@ -7,6 +7,8 @@ break a running execution fails here; guard it with ``workflow.patched``.
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
 import pytest
@@ -37,6 +39,20 @@ def test_recorded_histories_exist() -> None:
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_recorded_history_replays_against_current_code(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
+    result = await _replayer().replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None
+
+
+async def test_a_process_started_with_a_rate_finer_than_input_allows_still_replays() -> None:
+    """Clients may no longer send rates finer than 12 places; a process started before
+    that with such a rate must still decode its input, or it would be stuck for good."""
+    path = next(p for p in HISTORIES if p.stem == "q2o-approved-quote-card")
+    raw = json.loads(path.read_text())
+    payload = raw["events"][0]["workflowExecutionStartedEventAttributes"]["input"]["payloads"][0]
+    inp = json.loads(base64.b64decode(payload["data"]))
+    inp["discount_pct"] = "0.2500000000000001"
+    payload["data"] = base64.b64encode(json.dumps(inp).encode()).decode()
+    history = WorkflowHistory.from_json(path.stem, json.dumps(raw))
     result = await _replayer().replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
 
