@@ -19,6 +19,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from fastapi import Request, Response
@@ -92,13 +93,8 @@ async def idempotent(
     stored = await _claim(erp, scope, key, digest)
     if stored is not None:
         return _replay(seal.open(stored), digest)
-    seed = hashlib.sha256(f"{scope}:{key}".encode()).hexdigest()
-
-    def make_id(prefix: str) -> str:
-        return prefixed(prefix, hashlib.sha256(f"{seed}:{prefix}".encode()).hexdigest())
-
     try:
-        response = _json(status, await handler(make_id))
+        response = _json(status, await handler(partial(derived_id, scope, key)))
     except BaseException:
         await run_in_threadpool(erp.idempotency_release, scope, key)
         raise
@@ -106,6 +102,13 @@ async def idempotent(
         erp.idempotency_complete, scope, key, status, seal.close(bytes(response.body).decode())
     )
     return _replay(seal.open(stored), digest)
+
+
+def derived_id(scope: str, key: str, prefix: str) -> str:
+    """The id a request under ``key`` gives what it makes (``prefix_…``): the same on every
+    retry, so a retry that runs again (its first answer lost) makes nothing new."""
+    seed = hashlib.sha256(f"{scope}:{key}".encode()).hexdigest()
+    return prefixed(prefix, hashlib.sha256(f"{seed}:{prefix}".encode()).hexdigest())
 
 
 async def _claim(erp: Erp, scope: str, key: str, digest: str) -> tuple[str, int, str] | None:

@@ -223,17 +223,24 @@ async def read_order(temporal: TemporalProvider, erp: Erp, order_id: str) -> Ord
     return await read(temporal, erp, "order", order_id, pid, Order)
 
 
-async def update(client: Client, process_id: str, name: str, arg: Any, result_type: type[M]) -> M:
+async def update(
+    client: Client,
+    process_id: str,
+    name: str,
+    arg: Any,
+    result_type: type[M],
+    update_id: str | None = None,
+) -> M:
     """Send the process an Update and answer its result. A process that has ended is a
     409 and one that never existed a 404: Temporal says "not found" for both (and, racing
     the end of a run, without saying it completed), so the run is looked up to tell them
-    apart."""
+    apart. ``update_id`` makes a repeat of the same Update answer the first outcome."""
     handle = client.get_workflow_handle(process_id)
     try:
         if arg is None:
-            result: M = await handle.execute_update(name, result_type=result_type)
+            result: M = await handle.execute_update(name, id=update_id, result_type=result_type)
         else:
-            result = await handle.execute_update(name, arg, result_type=result_type)
+            result = await handle.execute_update(name, arg, id=update_id, result_type=result_type)
         return result
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:

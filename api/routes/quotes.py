@@ -61,10 +61,13 @@ async def get(quote_id: str, _: Viewer, state: StateDep) -> Response:
     return process.answer(quote)
 
 
-async def _update(state: AppState, quote_id: str, name: str, body: object) -> Quote:
+async def _update(
+    state: AppState, quote_id: str, name: str, body: object, update_id: str | None = None
+) -> Quote:
     # The id first: an order's id is a 404 whether or not Temporal answers.
     pid = quote_process_id(process.own_id("quote", quote_id))
-    return await process.update(await state.temporal.get(), pid, name, body, Quote)
+    client = await state.temporal.get()
+    return await process.update(client, pid, name, body, Quote, update_id)
 
 
 @router.post("/{quote_id}/approve", response_model=Quote)
@@ -90,8 +93,10 @@ async def accept(
     """Accept the quote: the order is placed at the quoted prices. It creates the order, so
     a retry with the same Idempotency-Key answers the first acceptance again."""
 
-    async def place(_: Callable[[str], str]) -> Quote:
-        return await _update(state, quote_id, "accept", body)
+    async def place(make_id: Callable[[str], str]) -> Quote:
+        # The Update's id follows the key: if Temporal applied it and the answer was lost
+        # (the key given back), the retry's Update is the same one, answered again.
+        return await _update(state, quote_id, "accept", body, make_id("upd"))
 
     return await idempotent(request, who, state.systems.erp, 200, place)
 
