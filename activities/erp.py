@@ -8,13 +8,13 @@ port method, and returns a contract model. No arithmetic here: ``domain/`` does 
 from __future__ import annotations
 
 import time
-from decimal import Decimal
 
 from temporalio import activity
 
 from activities.errors import mapped_errors
 from activities.faults import Faults
 from domain.errors import InvalidInput
+from domain.money import is_exact
 from systems.ports import Erp
 from systems.quoting import credit_snapshot
 from systems.records import Invoice
@@ -147,21 +147,24 @@ class ErpActivities:
         other means than the card, oldest first (each refund posts its ledger entry; a
         retry records nothing twice). More than those payments hold is invalid input."""
         self._guard()
-        left = inp.amount
+        invoice = self._erp.get_invoice(inp.invoice_id)
+        if not is_exact(inp.amount, invoice.currency):
+            raise InvalidInput(f"{inp.amount} has more decimals than {invoice.currency} allows")
         others = [p for p in self._erp.payments_for_invoice(inp.invoice_id) if not p.charge_id]
-        refundable = sum((p.amount - p.refunded for p in others), Decimal(0))
         keys = [f"{inp.key}:{p.id}" for p in others]
-        done = self._erp.refunds_recorded(keys)  # what an earlier attempt recorded
-        if left > refundable + done:
+        left = inp.amount - self._erp.refunds_recorded(keys)  # an earlier attempt's count
+        parts = []
+        for p, key in zip(others, keys, strict=True):  # the whole plan before any write
+            part = min(left, p.amount - p.refunded)
+            if part > 0:
+                parts.append((key, p.id, part))
+                left -= part
+        if left > 0:
             raise InvalidInput(
                 f"{inp.amount} was not paid by other means than the card on {inp.invoice_id}"
             )
-        left -= done
-        for p, key in zip(others, keys, strict=True):
-            part = min(left, p.amount - p.refunded)
-            if part > 0:
-                self._erp.record_refund(key, p.id, part, f"by-hand:{inp.key}")
-                left -= part
+        for key, payment_id, part in parts:
+            self._erp.record_refund(key, payment_id, part, f"by-hand:{inp.key}")
         return RefundResult(attempt=_attempt(), refunded=inp.amount)
 
     @activity.defn(name="erp.save_document")

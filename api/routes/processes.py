@@ -64,9 +64,9 @@ class ProcessDetail(BaseModel):
     )
 
 
-def _quote(value: str) -> str:
+def _quote(value: str, param: str) -> str:
     if not value or any(c in value for c in "'\"\\"):
-        raise InvalidInput(f"invalid filter value: {value!r}")
+        raise InvalidInput(f"invalid filter value: {value!r}", ("query", param))
     return f"'{value}'"
 
 
@@ -74,13 +74,13 @@ def visibility_query(type_: ProcessType | None, status: str | None, customer_id:
     """The Temporal visibility query for the filters of ``GET /v1/processes``."""
     parts = [f"{SA_PROCESS_TYPE} IS NOT NULL"]
     if type_:
-        parts.append(f"{SA_PROCESS_TYPE} = {_quote(type_)}")
+        parts.append(f"{SA_PROCESS_TYPE} = {_quote(type_, 'type')}")
     if status == "needs_attention":
         parts.append(f"{SA_NEEDS_ATTENTION} = true")
     elif status:
-        parts.append(f"{SA_STATUS} = {_quote(status)}")
+        parts.append(f"{SA_STATUS} = {_quote(status, 'status')}")
     if customer_id:
-        parts.append(f"{SA_CUSTOMER_ID} = {_quote(customer_id)}")
+        parts.append(f"{SA_CUSTOMER_ID} = {_quote(customer_id, 'customer_id')}")
     return " AND ".join(parts)
 
 

@@ -18,6 +18,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.testclient import TestClient
 from pydantic import TypeAdapter
 
+from api.routes.processes import visibility_query
+from domain.errors import InvalidInput
 from domain.invoicing import DraftInvoice, InvoiceLine
 from systems.db import make_engine
 from systems.quoting import price_request, process_input
@@ -634,3 +636,10 @@ def test_every_invalid_input_answer_says_where_the_input_was(client: TestClient)
     assert body["errors"][0]["loc"] == ["header", "Idempotency-Key"]
     body = assert_problem(client.post("/v1/customers", json={**CUSTOMER, "credit_limit": 1.5}), 422)
     assert body["errors"][0]["loc"] == ["body", "credit_limit"]
+
+
+def test_a_process_filter_that_could_break_the_query_is_located_in_the_query() -> None:
+    with pytest.raises(InvalidInput) as refused:
+        visibility_query(None, None, "a'b")
+    assert refused.value.loc == ("query", "customer_id")
+    assert visibility_query("quote_to_order", "completed", "cus_1").endswith("= 'cus_1'")

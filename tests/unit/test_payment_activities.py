@@ -242,10 +242,11 @@ async def test_a_refund_by_hand_is_recorded_once_against_the_money_paid_otherwis
     for n, amount in ((1, "6.00"), (2, "4.00")):
         shop.erp.record_payment(f"wire-{n}", shop.invoice_id, Decimal(amount), "bank_transfer", "w")
     step = RefundByHandInput(key="q2o-1:refund-by-hand", invoice_id=shop.invoice_id, amount=8)
-    with pytest.raises(ApplicationError, match="invalid_input"):
-        _attempt(1).run(
-            shop.erp_steps.record_refund_by_hand, step.model_copy(update={"amount": 11})
-        )
+    for bad in ("11.00", "8.005"):  # more than was paid otherwise; finer than EUR has
+        wrong = RefundByHandInput(key=step.key, invoice_id=step.invoice_id, amount=bad)
+        with pytest.raises(ApplicationError, match="invalid_input"):
+            _attempt(1).run(shop.erp_steps.record_refund_by_hand, wrong)
+        assert all(p.refunded == 0 for p in shop.erp.payments_for_invoice(shop.invoice_id))
     for n in (1, 2):  # the retry records nothing twice
         result = _attempt(n).run(shop.erp_steps.record_refund_by_hand, step)
         assert result.refunded == Decimal("8.00")
