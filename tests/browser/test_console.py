@@ -133,7 +133,9 @@ class _Handle:
         self._known()
         return type("D", (), {"history_length": 42})()
 
-    async def execute_update(self, name: str, *args: Any, result_type: Any = None) -> Any:
+    async def execute_update(
+        self, name: str, *args: Any, id: str | None = None, result_type: Any = None
+    ) -> Any:
         self._known()
         await asyncio.sleep(self.client.update_seconds)
         self.client.calls.append(name)
