@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Generic, Literal, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 
 from pydantic import (
     AwareDatetime,
@@ -175,7 +175,8 @@ class Tier(Strict):
 class UsageCharge(Strict):
     metric: str = Field(min_length=1, max_length=64)
     model: Literal["per_unit", "graduated", "volume", "package"]
-    unit_price: InputAmount | None = Field(default=None, ge=0)
+    # The bound inside the optional: outside, it leaked into the schema as a bare "ge".
+    unit_price: Annotated[InputAmount, Field(ge=0)] | None = None
     package_size: int | None = Field(default=None, gt=0)
     tiers: list[Tier] | None = None
 
