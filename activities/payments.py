@@ -16,7 +16,7 @@ from activities.errors import mapped_errors
 from activities.faults import Faults
 from domain.errors import InvalidInput, InvoiceNotPayable, ManualRefundRequired
 from systems.ports import Erp, PaymentGateway
-from systems.records import ChargeView, Invoice
+from systems.records import ChargeView, GatewayCharge, Invoice
 from workflows.contracts.activities import ChargeInput, ChargeResult, RefundInput, RefundResult
 
 
@@ -64,7 +64,7 @@ class PaymentActivities:
             # Paid: by this key's charge (a retry), or by other means since an earlier
             # attempt charged and lost its answer.
             charge = await self._gateway.succeeded_charge(inp.key)
-            await self._return_unapplied(inp.key, inp.invoice_id)
+            await self._give_back(inp.key, inp.invoice_id, charge)
             mine = [p for p in prepared.payments if charge and p.charge_id == charge.charge_id]
             paid = mine[0] if mine else None
             return ChargeResult(
@@ -105,7 +105,8 @@ class PaymentActivities:
                 f"{refused.message}; the card charge of {refunded} went back to the card"
             ) from refused
         if taken > payment.amount:
-            await self._return_unapplied(inp.key, inp.invoice_id)
+            charge = earlier or await self._gateway.succeeded_charge(inp.key)
+            await self._give_back(inp.key, inp.invoice_id, charge)
         return ChargeResult(
             attempt=activity.info().attempt,
             charge_id=charge_id,
@@ -135,6 +136,12 @@ class PaymentActivities:
         The refund's key names what was refunded before it: a retry finds its own refund,
         and a later remainder gets its own."""
         charge = await self._gateway.succeeded_charge(charge_key)
+        return await self._give_back(charge_key, invoice_id, charge)
+
+    async def _give_back(
+        self, charge_key: str, invoice_id: str, charge: GatewayCharge | None
+    ) -> tuple[Decimal, str]:
+        """``_return_unapplied`` for a charge already looked up."""
         if charge is None:
             return Decimal(0), ""
         payments = await asyncio.to_thread(self._erp.payments_for_invoice, invoice_id)

@@ -237,10 +237,10 @@ async def update(
     apart. ``update_id`` makes a repeat of the same Update answer the first outcome."""
     handle = client.get_workflow_handle(process_id)
     try:
-        if arg is None:
-            result: M = await handle.execute_update(name, id=update_id, result_type=result_type)
-        else:
-            result = await handle.execute_update(name, arg, id=update_id, result_type=result_type)
+        args = [] if arg is None else [arg]
+        result: M = await handle.execute_update(
+            name, args=args, id=update_id, result_type=result_type
+        )
         return result
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:

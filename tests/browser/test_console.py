@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -134,7 +134,12 @@ class _Handle:
         return type("D", (), {"history_length": 42})()
 
     async def execute_update(
-        self, name: str, *args: Any, id: str | None = None, result_type: Any = None
+        self,
+        name: str,
+        *_: Any,
+        args: Sequence[Any] = (),
+        id: str | None = None,
+        result_type: Any = None,
     ) -> Any:
         self._known()
         await asyncio.sleep(self.client.update_seconds)
