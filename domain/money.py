@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
 from domain.errors import CurrencyMismatch, InvalidAmount, UnknownCurrency
 
@@ -150,6 +150,40 @@ Amount = Annotated[
 # What a client may send: an ``Amount`` no finer than 10^-12. Only input is held to it, so
 # records stored and processes started before the limit stay readable.
 InputAmount = Annotated[Amount, AfterValidator(_precise)]
+
+
+def _documented(pattern: str, bounds: str, example: str) -> WithJsonSchema:
+    """The JSON schema of a bounded input amount: JSON Schema's numeric bounds do not apply
+    to a string, so its canonical form is a pattern and its bounds are said in words."""
+    return WithJsonSchema(
+        {
+            "type": "string",
+            "format": "decimal",
+            "pattern": pattern,
+            "description": f"a decimal string, {bounds}, at most 12 decimal places",
+            "examples": [example],
+        }
+    )
+
+
+_UNSIGNED = r"^[0-9]{1,15}(\.[0-9]{1,12})?$"
+# The bounded input amounts of the API (their bounds checked as numbers, not as text).
+NonNegativeAmount = Annotated[
+    InputAmount, Field(ge=0), _documented(_UNSIGNED, "0 or more", "1234.50")
+]
+PositiveAmount = Annotated[
+    InputAmount, Field(gt=0), _documented(_UNSIGNED, "more than 0", "1234.50")
+]
+Fraction = Annotated[
+    InputAmount,
+    Field(ge=0, le=1),
+    _documented(r"^(0(\.[0-9]{1,12})?|1(\.0{1,12})?)$", "from 0 to 1", "0.15"),
+]
+TaxRate = Annotated[
+    InputAmount,
+    Field(ge=0, lt=1),
+    _documented(r"^0(\.[0-9]{1,12})?$", "from 0 up to but not including 1", "0.19"),
+]
 
 
 class Money:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Generic, Literal, TypeVar
 
 from pydantic import (
     AwareDatetime,
@@ -22,7 +22,7 @@ from pydantic import (
 
 from domain.invoicing import DraftInvoice as DraftInvoice
 from domain.invoicing import InvoiceLine as InvoiceLine
-from domain.money import Amount, InputAmount, check_currency
+from domain.money import Amount, Fraction, NonNegativeAmount, TaxRate, check_currency
 from domain.pricing import CatalogLine as CatalogLine
 
 T = TypeVar("T")
@@ -58,10 +58,10 @@ class CustomerCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
     email: EmailStr
     currency: str
-    credit_limit: InputAmount = Field(ge=0)
+    credit_limit: NonNegativeAmount
     payment_terms_days: int = Field(default=30, ge=0, le=365)
     billing_day: int = Field(default=1, ge=1, le=28)
-    tax_rate: InputAmount = Field(default=Decimal("0"), ge=0, lt=1)
+    tax_rate: TaxRate = Decimal("0")
     partner_id: str | None = None
     test_clock_id: str | None = None
 
@@ -119,7 +119,7 @@ class PaymentMethod(BaseModel):
 class PriceItem(Strict):
     sku: str | None = None
     plan_code: str | None = None
-    unit_price: InputAmount = Field(ge=0)
+    unit_price: NonNegativeAmount
 
     @model_validator(mode="after")
     def _one_key(self) -> PriceItem:
@@ -139,7 +139,7 @@ class ProductCreate(Strict):
     sku: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
     name: str = Field(min_length=1, max_length=200)
     kind: ProductKind
-    unit_price: InputAmount = Field(ge=0)
+    unit_price: NonNegativeAmount
     currency: str
     stock: int | None = Field(default=None, ge=0, le=MAX_STOCK)
     vendor: str | None = None
@@ -168,15 +168,14 @@ class Product(BaseModel):
 
 class Tier(Strict):
     up_to: int | None = Field(default=None, gt=0)
-    unit_price: InputAmount = Field(ge=0)
-    flat_fee: InputAmount = Field(default=Decimal("0"), ge=0)
+    unit_price: NonNegativeAmount
+    flat_fee: NonNegativeAmount = Decimal("0")
 
 
 class UsageCharge(Strict):
     metric: str = Field(min_length=1, max_length=64)
     model: Literal["per_unit", "graduated", "volume", "package"]
-    # The bound inside the optional: outside, it leaked into the schema as a bare "ge".
-    unit_price: Annotated[InputAmount, Field(ge=0)] | None = None
+    unit_price: NonNegativeAmount | None = None
     package_size: int | None = Field(default=None, gt=0)
     tiers: list[Tier] | None = None
 
@@ -203,7 +202,7 @@ class PlanCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
     currency: str
     interval: Literal["month", "year"]
-    price: InputAmount = Field(ge=0)
+    price: NonNegativeAmount
     trial_days: int = Field(default=0, ge=0, le=730)
     usage: list[UsageCharge] = Field(default_factory=list)
 
@@ -224,7 +223,7 @@ class Plan(BaseModel):
 
 class Agreement(Strict):
     kind: Literal["revenue_share", "commission"]
-    rate: InputAmount = Field(ge=0, le=1)
+    rate: Fraction
     basis: Literal["collected", "billed"]
 
 

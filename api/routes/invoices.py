@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ClientRole, ErpDep, Viewer
 from api.idempotency import IDEMPOTENT, idempotent
-from domain.money import InputAmount
+from domain.money import PositiveAmount
 from systems.records import Invoice, InvoiceStatus, Page, Payment, PaymentMethodKind
 
 router = APIRouter(prefix="/v1/invoices", tags=["invoices"])
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1/invoices", tags=["invoices"])
 class PaymentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount: InputAmount = Field(gt=0)
+    amount: PositiveAmount
     method: PaymentMethodKind
     reference: str = Field(min_length=1, max_length=200)
 

@@ -520,6 +520,31 @@ def test_the_openapi_document_says_what_the_api_does(client: TestClient) -> None
     assert "security" not in doc["paths"]["/healthz"]["get"]
     limit = doc["components"]["schemas"]["CustomerCreate"]["properties"]["credit_limit"]
     assert limit["type"] == "string"  # never a float
+
+    # Every amount a client sends states its canonical form and its bounds.
+    def refs(node: Any) -> set[str]:
+        if isinstance(node, dict):
+            own = {node["$ref"].rsplit("/", 1)[1]} if "$ref" in node else set()
+            return own | {r for v in node.values() for r in refs(v)}
+        return {r for v in node for r in refs(v)} if isinstance(node, list) else set()
+
+    schemas = doc["components"]["schemas"]
+    names = refs([op.get("requestBody") for item in doc["paths"].values() for op in item.values()])
+    while (more := refs([schemas[n] for n in names]) - names) and len(names) < 500:
+        names |= more
+    sent = [schemas[name] for name in names]
+    amounts = [
+        (field, variant)
+        for schema in sent
+        for field, prop in schema.get("properties", {}).items()
+        for variant in prop.get("anyOf", [prop])
+        if variant.get("format") == "decimal"
+    ]
+    assert len(amounts) >= 10
+    for field, variant in amounts:
+        assert (
+            variant["pattern"].startswith("^") and "12 decimal places" in variant["description"]
+        ), field
     # An answer to invalid input matches the document's Problem.
     body = assert_problem(client.post("/v1/customers", json={"name": 1}), 422)
     assert set(body) <= set(doc["components"]["schemas"]["Problem"]["properties"])

@@ -15,8 +15,12 @@ from domain.errors import CurrencyMismatch, InvalidAmount, InvalidInput, Unknown
 from domain.invoicing import DraftInvoice, assemble_order_invoice, due_date
 from domain.money import (
     Amount,
+    Fraction,
     InputAmount,
     Money,
+    NonNegativeAmount,
+    PositiveAmount,
+    TaxRate,
     is_exact,
     minor_unit,
     quantize,
@@ -147,6 +151,47 @@ def test_input_is_held_to_12_places_and_what_was_stored_before_stays_readable() 
         "0.000000000000",
         "0.00",
     ]
+
+
+class Bounded(BaseModel):
+    non_negative: NonNegativeAmount | None = None
+    positive: PositiveAmount | None = None
+    fraction: Fraction | None = None
+    tax_rate: TaxRate | None = None
+
+
+def _documented_pattern(field: str) -> str:
+    schema = Bounded.model_json_schema()["properties"][field]["anyOf"][0]
+    assert schema["type"] == "string"
+    return str(schema["pattern"])
+
+
+@pytest.mark.parametrize("field", ["non_negative", "fraction", "tax_rate"])
+@given(data=st.data())
+def test_every_amount_the_openapi_pattern_allows_is_accepted(
+    field: str, data: st.DataObject
+) -> None:
+    """A client that builds its input from the published pattern is never refused (for
+    ``positive``, the pattern less the zeros it cannot exclude)."""
+    text = data.draw(st.from_regex(_documented_pattern(field), fullmatch=True))
+    assert Bounded.model_validate({field: text}).model_dump()[field] == D(text)
+    if D(text) > 0:
+        assert Bounded(positive=text).positive == D(text)
+
+
+@pytest.mark.parametrize(
+    ("field", "refused"),
+    [
+        ("non_negative", ["-0.01", "1e15"]),
+        ("positive", ["0", "0.00", "-1"]),
+        ("fraction", ["-0.000000000001", "1.000000000001", "2"]),
+        ("tax_rate", ["1", "1.00", "-0.1"]),
+    ],
+)
+def test_bounded_amounts_refuse_what_their_bounds_exclude(field: str, refused: list[str]) -> None:
+    for text in refused:
+        with pytest.raises(ValidationError):
+            Bounded.model_validate({field: text})
 
 
 def test_price_line_rounds_once_per_line() -> None:

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from domain.money import Amount, InputAmount
+from domain.money import Amount, Fraction
 from domain.pricing import PricedLine, Totals
 from workflows.contracts.activities import CustomerSnapshot
 from workflows.contracts.common import ClockRef, FailedStep, Step
@@ -48,7 +48,7 @@ class LineRequest(_In):
 class QuoteCreate(_In):
     customer_id: str
     lines: list[LineRequest] = Field(min_length=1, max_length=200)
-    discount_pct: InputAmount = Field(default=Decimal("0"), ge=0, le=1)
+    discount_pct: Fraction = Decimal("0")
     valid_days: int = Field(default=30, ge=1, le=365)
     partner_id: str | None = None
     channel: Literal["api", "portal", "partner", "shop", "crm"] = "api"
