@@ -113,7 +113,10 @@ def _update_failed(_: Request, exc: Exception) -> JSONResponse:
         cause = getattr(cause, "cause", None)
     if isinstance(cause, ApplicationError):
         status = _codes().get(cause.type or "", 409)
-        return problem(status, cause.message, cause.type or "conflict")
+        # A process's refusal may say where, as the schema check does: {"errors": [...]}.
+        said = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
+        where = {"errors": said["errors"]} if status == 422 and "errors" in said else {}
+        return problem(status, cause.message, cause.type or "conflict", **where)
     return problem(409, "the process refused the request", "conflict")
 
 

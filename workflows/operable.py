@@ -210,9 +210,7 @@ class OperableWorkflow:
                 self._finish(entry, "failed", attempts, message)
                 action = await self._await_operator(entry, result_type)
                 if action.action == "retry":
-                    entry.status, entry.error, entry.finished_at = "running", None, None
                     continue
-                self._finish(entry, "skipped", 0, entry.error)
                 return result_type.model_validate(action.result or {})
             self._finish(entry, "done", result.attempt, None)
             return result
@@ -268,6 +266,11 @@ class OperableWorkflow:
         )
         action = self._action or _OperatorAction(action="abort")
         self.failed, self._action = None, None
+        # The timeline says what the operator chose before the view is saved with it.
+        if action.action == "retry":
+            entry.status, entry.error, entry.finished_at = "running", None, None
+        elif action.action == "skip":
+            self._finish(entry, "skipped", 0, entry.error)
         self.publish(needs_attention=False)
         await self._on_attention(False)
         if action.action == "abort":
@@ -345,14 +348,35 @@ class OperableWorkflow:
     @skip.validator
     def _validate_skip(self, req: SkipRequest) -> None:
         self._need_failed_step()
-        try:
-            self._failed_result_type.model_validate(req.result or {})
-        except ValidationError as exc:
+        assert self.failed is not None
+        kind, sent = self._failed_result_type, req.result or {}
+        problems = [
+            (field, "a skip cannot set this; retry the step to use what it made")
+            for field in sent
+            if kind.skip_fields is not None and field not in kind.skip_fields
+        ]
+        if not problems:
+            try:
+                problems = self.skip_problems(self.failed.name, kind.model_validate(sent))
+            except ValidationError as exc:
+                problems = [
+                    (".".join(str(part) for part in e["loc"]), e["msg"])
+                    for e in exc.errors(include_url=False)
+                ]
+        if problems:
             raise ApplicationError(
-                f"result does not fit step {self.failed.name if self.failed else ''}: {exc}",
+                f"result does not fit step {self.failed.name}: "
+                + "; ".join(f"{field}: {msg}" for field, msg in problems),
+                {"errors": [{"loc": ["body", "result", f], "msg": m} for f, m in problems]},
                 type="invalid_input",
                 non_retryable=True,
-            ) from None
+            )
+
+    def skip_problems(self, step: str, result: StepResult) -> list[tuple[str, str]]:
+        """What the process itself finds wrong with a skip result of ``step`` that fits its
+        type, as (field, message) pairs. Processes add their own rules (a currency's
+        minor unit, say); none are common to all."""
+        return []
 
     @workflow.update
     async def abort(self, req: AbortRequest) -> OperatorAck:

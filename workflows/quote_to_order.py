@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.payments import PaymentActivities
     from domain.credit import check_credit
     from domain.invoicing import assemble_order_invoice
+    from domain.money import is_exact
     from domain.orders import OrderSplit, split_order
     from domain.pricing import PricedLine
     from systems.ids import prefixed
@@ -46,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         ReverseInvoiceInput,
         SalesOrderInput,
         SalesOrderResult,
+        StepResult,
     )
     from workflows.contracts.quote_to_order import (
         AcceptRequest,
@@ -292,6 +294,15 @@ class QuoteToOrderWorkflow(OperableWorkflow):
     def _key(self, step: str) -> str:
         """Idempotency key of a step's effect: process id + step (never the attempt)."""
         return f"{self.process_id}:{step}"
+
+    def skip_problems(self, step: str, result: StepResult) -> list[tuple[str, str]]:
+        """A refund made by hand is money in the order's currency, to its minor unit."""
+        if not isinstance(result, RefundResult) or self.order is None:
+            return []
+        currency = self.order.currency
+        if not is_exact(result.refunded, currency):
+            return [("refunded", f"has more decimals than {currency} allows")]
+        return []
 
     async def _check_credit(self) -> None:
         assert self.order is not None

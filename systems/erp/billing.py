@@ -257,6 +257,8 @@ class BillingMixin(ErpBase):
         moment (what a charge decides on)."""
         with unit_of_work(self._engine, read=True) as s:
             inv = require(s, InvoiceRow, invoice_id, "invoice")
+            if inv.customer_id != customer_id:  # a card pays its own customer's invoices only
+                raise NotFound("invoice", f"{invoice_id} of customer {customer_id}")
             method = default_method(s, customer_id)
             return ChargeView(
                 invoice=_invoice(inv),

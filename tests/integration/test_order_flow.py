@@ -163,6 +163,13 @@ async def test_operator_retries_a_step_that_failed_while_the_gateway_was_down(
         lambda b: len(b["data"]) == 1,
     )
     assert waiting["data"][0]["needs_attention"] is True
+    # A skip result that does not fit the step is refused where it is wrong; nothing moves.
+    r = await http.post(
+        f"/v1/processes/{order['process_id']}/skip", json={"result": {"amount": "lots"}}
+    )
+    assert r.status_code == 422, r.text
+    assert [e["loc"] for e in r.json()["errors"]] == [["body", "result", "amount"]]
+    assert "errors.pydantic.dev" not in r.text
     await http.post("/v1/sandbox/faults", json={"system": "payments", "mode": "ok"})
     r = await http.post(f"/v1/processes/{order['process_id']}/retry")
     assert r.status_code == 200, r.text

@@ -181,6 +181,11 @@ def test_charge_view_reads_invoice_payments_and_default_card_together(erp: Embed
     assert [(p.amount, p.charge_id) for p in view.payments] == [(D("19.00"), "ch_1")]
     with pytest.raises(NotFound):
         erp.charge_view("inv_missing", c.id)
+    # A customer's card never pays another customer's invoice.
+    other = customer(erp, name="Other")
+    erp.add_payment_method(other.id, "tok_other", "visa", "1111", 12, 2031)
+    with pytest.raises(NotFound, match="of customer"):
+        erp.charge_view(inv.id, other.id)
 
 
 def test_invoice_numbers_stay_gapless_under_concurrency_and_retries(erp: EmbeddedErp) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from datetime import timedelta
@@ -348,6 +349,16 @@ async def test_money_paid_by_transfer_asks_an_operator_while_compensating(h: Har
     assert "10.00 EUR by bank_transfer (wire-7)" in waiting.failed_step.error
     with pytest.raises(WorkflowUpdateFailedError):  # compensation is under way: no abort
         await handle.execute_update("abort", AbortRequest(reason="give up"))
+    # What went back by hand is money: no less than nothing, to the cent.
+    for bad, field in (("-5.00", "refunded"), ("10.001", "refunded")):
+        with pytest.raises(WorkflowUpdateFailedError) as err:
+            await handle.execute_update("skip", SkipRequest(result={field: bad}))
+        assert _conflict(err.value) == "invalid_input"
+        assert isinstance(err.value.cause, ApplicationError)
+        [said] = err.value.cause.details
+        assert said["errors"][0]["loc"] == ["body", "result", field], bad
+    with pytest.raises(WorkflowUpdateFailedError):  # the step's refund ids are its own
+        await handle.execute_update("skip", SkipRequest(result={"refund_ids": ["re_x"]}))
     # The operator refunds the transfer by hand, then skips the step.
     await h.update_accepted(handle, "skip", SkipRequest(result={"refunded": "10.00"}))
     result = (await handle.result()).order
@@ -431,6 +442,60 @@ async def test_skip_continues_with_the_given_result(h: Harness) -> None:
     assert steps[f"charge_invoice:{invoice_id}"][0] == "skipped"
     assert steps[f"return_charge:{invoice_id}"] == ("done", 1)  # nothing was charged
     assert h.erp.get_invoice(invoice_id).status == "open"
+
+
+async def test_a_retry_is_on_the_timeline_the_moment_the_process_leaves_attention(
+    h: Harness,
+) -> None:
+    """The read model saved as the operator acts shows the step running again, not the
+    failure it answered (the next save may be a long retry away)."""
+    cid = await card_customer(h)
+    h.set_fault("payments", "down")
+    handle = await h.start(await h.input(cid, SETUP, quote=False, payment="card_on_file"))
+    await h.env.sleep(timedelta(minutes=2))
+    order = await h.until(handle, "order", Order, lambda o: o.status == "needs_attention")
+    name = f"charge_invoice:{order.invoice_ids[0]}"
+    await h.update_accepted(handle, "retry")  # the gateway is still down: it fails again
+    for _ in range(200):
+        saved = Order.model_validate(h.erp.get_document("order", order.id))
+        if saved.failed_step is None:
+            break
+        await asyncio.sleep(0.05)
+    assert saved.failed_step is None and saved.status != "needs_attention"
+    assert (saved.steps[-1].name, saved.steps[-1].status) == (name, "running")
+    h.set_fault("payments", "ok")
+    result = (await handle.result()).order
+    assert result is not None and result.status == "completed"
+
+
+async def test_a_skipped_invoice_step_cannot_name_an_invoice(h: Harness) -> None:
+    """A skip result naming an invoice would have the card pay whatever it names (another
+    customer's invoice): skipping the step means nothing was issued; a retry finds an
+    invoice the step made by its key."""
+    cid = await card_customer(h)
+    h.set_fault("notifications", "down")  # holds the order at its confirmation e-mail
+    handle = await h.start(await h.input(cid, SETUP, quote=False, payment="card_on_file"))
+    await h.env.sleep(timedelta(minutes=2))
+    await h.until(handle, "order", Order, lambda o: o.status == "needs_attention")
+    h.set_fault("erp", "down")
+    h.set_fault("notifications", "ok")
+    await h.update_accepted(handle, "retry")
+    await h.env.sleep(timedelta(minutes=2))
+    order = await h.until(
+        handle,
+        "order",
+        Order,
+        lambda o: o.failed_step is not None and o.failed_step.name == "issue_invoice:services",
+    )
+    h.set_fault("erp", "ok")
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await handle.execute_update("skip", SkipRequest(result={"invoice_id": "inv_other"}))
+    assert _conflict(err.value) == "invalid_input"
+    assert "retry the step" in str(err.value.cause)
+    await h.update_accepted(handle, "skip", SkipRequest(result={}))
+    result = (await handle.result()).order
+    assert result is not None and result.status == "completed"
+    assert result.invoice_ids == [] and order.invoice_ids == []
 
 
 async def test_a_skipped_charge_gives_back_what_its_attempts_took(h: Harness) -> None:

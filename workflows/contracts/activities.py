@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
@@ -18,6 +18,10 @@ from domain.money import Amount
 
 class StepResult(BaseModel):
     attempt: int = 1
+    # The fields an operator's skip may set (None: any). A step whose result names a record
+    # the process then acts on (charges, reverses) takes none: the process cannot check a
+    # record an operator names, and a retry finds what the step made by its key.
+    skip_fields: ClassVar[frozenset[str] | None] = None
 
 
 class Done(StepResult):
@@ -75,6 +79,8 @@ class IssueInvoiceInput(BaseModel):
 
 
 class InvoiceResult(StepResult):
+    skip_fields: ClassVar[frozenset[str] | None] = frozenset()  # skipped: nothing issued
+
     invoice_id: str = ""
     number: str = ""
     total: Amount = Decimal("0")
@@ -120,7 +126,9 @@ class RefundByHandInput(BaseModel):
 
 
 class RefundResult(StepResult):
-    refunded: Amount = Decimal("0")
+    skip_fields: ClassVar[frozenset[str] | None] = frozenset({"refunded"})  # what went back
+
+    refunded: Amount = Field(default=Decimal("0"), ge=0)
     refund_ids: list[str] = []
 
 
