@@ -12,6 +12,7 @@ validators so a request that does not fit the state never reaches history.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -92,6 +93,11 @@ STEP_RETRY = RetryPolicy(
 # sandbox system answers after 2 s).
 LOCAL_TIMEOUT = timedelta(seconds=10)
 REMOTE_TIMEOUT = timedelta(seconds=30)
+# A cancel or an abort answers once its compensation is done, or an operator is needed,
+# or after this long with the state as it is then (API.md: a POST that moves a process
+# answers at once); a compensation step retrying against a system that is down takes ~15 s.
+INTERRUPT_ANSWER_WITHIN = timedelta(seconds=2)
+ANSWER_INTERRUPT_IN_TIME = "answer-interrupt-in-time"
 # Local-activity backoffs longer than this become durable workflow timers instead of
 # sleeps inside the worker, so a worker restart mid-backoff loses nothing.
 LOCAL_RETRY_THRESHOLD = timedelta(seconds=1)
@@ -383,10 +389,21 @@ class OperableWorkflow:
         """Compensate what was done and end the process."""
         name = self.failed.name if self.failed else ""
         self.request_interrupt("abort", req.reason)
-        await workflow.wait_condition(
-            lambda: self._terminal or (self._compensating and self.failed is not None)
-        )
+        await self.interrupt_answered()
         return OperatorAck(step=name, action="abort", status=self.status())
+
+    async def interrupt_answered(self) -> None:
+        """Wait until a requested cancel or abort is done or waits for an operator, for at
+        most ``INTERRUPT_ANSWER_WITHIN`` (processes that started before the bound wait on)."""
+
+        def settled() -> bool:
+            return self._terminal or (self._compensating and self.failed is not None)
+
+        if not workflow.patched(ANSWER_INTERRUPT_IN_TIME):
+            await workflow.wait_condition(settled)
+            return
+        with suppress(TimeoutError):  # still compensating: the answer shows it as it is
+            await workflow.wait_condition(settled, timeout=INTERRUPT_ANSWER_WITHIN)
 
     @abort.validator
     def _validate_abort(self, req: AbortRequest) -> None:

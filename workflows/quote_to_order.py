@@ -642,9 +642,7 @@ class QuoteToOrderWorkflow(OperableWorkflow):
     async def cancel(self, req: CancelRequest) -> Order:
         """Cancel the order: everything done so far is compensated."""
         self.request_interrupt("cancel", req.reason)
-        await workflow.wait_condition(
-            lambda: self._terminal or (self._compensating and self.failed is not None)
-        )
+        await self.interrupt_answered()
         order = self.get_order()
         assert order is not None
         return order

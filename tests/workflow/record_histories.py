@@ -200,6 +200,19 @@ async def _refund_skipped_by_hand(h: Harness, cid: str) -> WorkflowHistory:
     return await handle.fetch_history()
 
 
+async def _cancel_answered_during_retries(h: Harness, cid: str) -> WorkflowHistory:
+    """A cancel answered while its compensation retries against an ERP that is down (the
+    answer's timer, then the retries, then the cancel completes)."""
+    lines = [{"sku": "SETUP", "quantity": 1}, {"sku": "WIDGET-1", "quantity": 1}]
+    handle = await h.start(await h.input(cid, lines, quote=False, payment="invoice"))
+    await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
+    h.set_fault("erp", "down")
+    await handle.execute_update("cancel", CancelRequest(reason="changed plans"))
+    h.set_fault("erp", "ok")
+    await handle.result()
+    return await handle.fetch_history()
+
+
 SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[WorkflowHistory]]] = {
     "q2o-approved-quote-card": _approved_quote,
     "q2o-shipped-order-invoice": _shipped_order,
@@ -210,6 +223,7 @@ SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[WorkflowHistory]]] = {
     "q2o-skipped-charge": _skipped_charge,
     "q2o-split-invoiced-order": _split_invoiced_order,
     "q2o-refund-skipped-by-hand": _refund_skipped_by_hand,
+    "q2o-cancel-answered-during-retries": _cancel_answered_during_retries,
 }
 
 

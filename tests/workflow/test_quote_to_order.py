@@ -334,6 +334,25 @@ async def test_cancel_compensates_stock_invoice_refund_and_erp_order(h: Harness)
     assert [r["charge_key"] for r in refunds] == [f"{handle.id}:charge:{paid.id}"]
 
 
+async def test_a_cancel_answers_while_its_compensation_still_retries(h: Harness) -> None:
+    """API.md: a POST that moves a process answers at once. A compensation retrying against
+    a system that is down does not hold the answer: it shows the order as it is then."""
+    cid = await card_customer(h)
+    handle = await h.start(await h.input(cid, SETUP + WIDGETS, quote=False, payment="invoice"))
+    await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
+    h.set_fault("erp", "down")
+    answer = await handle.execute_update(
+        "cancel", CancelRequest(reason="customer changed plans"), result_type=Order
+    )
+    assert answer.status == "fulfilling"  # compensation under way, nothing cancelled yet
+    assert answer.steps[-1].status in ("running", "failed")
+    assert answer.steps[-1].name.startswith(("release_stock", "reverse_invoice", "cancel_"))
+    h.set_fault("erp", "ok")
+    cancelled = (await handle.result()).order
+    assert cancelled is not None and cancelled.status == "cancelled"
+    assert h.erp.inventory("WIDGET-1").reserved == 0
+
+
 async def test_money_paid_by_transfer_asks_an_operator_while_compensating(h: Harness) -> None:
     cid = await card_customer(h)
     handle = await h.start(await h.input(cid, SETUP + WIDGETS, quote=False, payment="invoice"))
