@@ -16,7 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import TemporalProvider
 from api.routes.customers import customer_today
-from domain.errors import Conflict, NotFound
+from domain.errors import Conflict, InvalidInput, NotFound
 from settings import Settings
 from systems.ports import Erp
 from systems.quoting import PricedRequest, credit_snapshot, price_request
@@ -75,6 +75,34 @@ def _price_order(
 ) -> tuple[PricedRequest, datetime, ClockRef | None, CustomerSnapshot]:
     priced, now, clock = _price(erp, customer_id, lines, Decimal(0), approval, partner_id)
     return priced, now, clock, credit_snapshot(erp, priced.customer.id, now.date())
+
+
+def require_card(customer_id: str, has_card: bool) -> None:
+    """Refuse paying by card for a customer with no card on file (422 at the ``payment``
+    field), instead of an order whose charge can only fail."""
+    if not has_card:
+        raise InvalidInput(
+            f"customer {customer_id} has no card on file: add one "
+            f"(POST /v1/customers/{customer_id}/payment-methods) or pay by invoice",
+            loc=("body", "payment"),
+        )
+
+
+async def require_card_for_quote(erp: Erp, quote_id: str) -> None:
+    """``require_card`` for the customer of a quote (its read model names it); a quote not
+    known here is left for its process to answer."""
+
+    def has_card() -> tuple[str, bool] | None:
+        try:
+            customer_id = str(erp.get_document("quote", quote_id)["customer_id"])
+        except NotFound:
+            return None
+        today = customer_today(erp, erp.get_customer(customer_id)).date()
+        return customer_id, erp.credit_view(customer_id, today).has_payment_method
+
+    found = await run_in_threadpool(has_card)
+    if found is not None:
+        require_card(*found)
 
 
 async def price_order(

@@ -33,6 +33,8 @@ async def create(body: OrderCreate, request: Request, who: ClientRole, state: St
         priced, now, clock, credit = await process.price_order(
             erp, settings, body.customer_id, body.lines, body.partner_id
         )
+        if body.payment == "card_on_file":
+            process.require_card(credit.customer_id, credit.has_payment_method)
         inp = process_input(
             priced,
             quote_id=None,

@@ -94,6 +94,10 @@ async def accept(
     a retry with the same Idempotency-Key answers the first acceptance again."""
 
     async def place(make_id: Callable[[str], str]) -> Quote:
+        if body.payment == "card_on_file":
+            await process.require_card_for_quote(
+                state.systems.erp, process.own_id("quote", quote_id)
+            )
         # The Update's id follows the key: if Temporal applied it and the answer was lost
         # (the key given back), the retry's Update is the same one, answered again.
         return await _update(state, quote_id, "accept", body, make_id("upd"))

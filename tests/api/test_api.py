@@ -226,6 +226,20 @@ def test_a_quote_or_order_naming_an_unknown_partner_is_404(client: TestClient) -
     assert client.get("/v1/inventory/WIDGET-1").json()["reserved"] == 0
 
 
+def test_paying_by_card_needs_a_card_on_file(client: TestClient) -> None:
+    """An order to be paid by card, for a customer with no card, is refused at its
+    ``payment`` before anything starts; with a card it goes on (to Temporal, down here)."""
+    cid = client.post("/v1/customers", json=CUSTOMER).json()["id"]
+    client.post("/v1/products", json=PRODUCT)
+    order = {"customer_id": cid, "lines": [{"sku": "WIDGET-1", "quantity": 1}]}
+    body = assert_problem(client.post("/v1/orders", json={**order, "payment": "card_on_file"}), 422)
+    assert body["errors"][0]["loc"] == ["body", "payment"] and "no card on file" in body["detail"]
+    assert client.get("/v1/inventory/WIDGET-1").json()["reserved"] == 0
+    card = {"card_number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"}
+    assert client.post(f"/v1/customers/{cid}/payment-methods", json=card).status_code == 201
+    assert_problem(client.post("/v1/orders", json={**order, "payment": "card_on_file"}), 503)
+
+
 def test_card_is_tokenised_and_its_number_never_stored_or_echoed(
     client: TestClient, tmp_path: Any
 ) -> None:

@@ -23,6 +23,14 @@ from workflows.contracts.quote_to_order import AcceptRequest, QuoteToOrderInput
 pytestmark = pytest.mark.slow
 
 
+CUSTOMER_NO_CARD = {
+    "name": "No Card Ltd",
+    "email": "ap@nocard.example",
+    "currency": "EUR",
+    "credit_limit": "10000.00",
+}
+
+
 async def _setup(stack: Stack, card: str = CARD_OK, **customer: Any) -> str:
     http = stack.http
     for product in (
@@ -84,6 +92,19 @@ async def test_quote_accept_ship_deliver_ends_completed_and_paid(stack: Stack) -
         "226.08",
     )
     accept, once = f"/v1/quotes/{quote['id']}/accept", {"Idempotency-Key": "accept-1"}
+    # Paying by card needs a card on file: refused at the field, the quote still open.
+    carded = await http.get(f"/v1/customers/{cid}")
+    assert carded.status_code == 200
+    bare = await http.post("/v1/customers", json={**CUSTOMER_NO_CARD})
+    other = await http.post(
+        "/v1/quotes",
+        json={"customer_id": bare.json()["id"], "lines": [{"sku": "SETUP", "quantity": 1}]},
+    )
+    refused = await http.post(
+        f"/v1/quotes/{other.json()['id']}/accept", json={"payment": "card_on_file"}
+    )
+    assert refused.status_code == 422 and refused.json()["errors"][0]["loc"] == ["body", "payment"]
+    assert (await http.get(f"/v1/quotes/{other.json()['id']}")).json()["status"] == "open"
     # The first try reached Temporal, but its answer was lost and its key given back (an
     # RPC timeout): the retry sends the same Update again and is answered its outcome.
     first_try = derived_id(f"admin:POST:{accept}", "accept-1", "upd")
