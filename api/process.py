@@ -258,11 +258,13 @@ async def update(
     arg: Any,
     result_type: type[M],
     update_id: str | None = None,
+    subject: tuple[str, str] | None = None,
 ) -> M:
     """Send the process an Update and answer its result. A process that has ended is a
-    409 and one that never existed a 404: Temporal says "not found" for both (and, racing
-    the end of a run, without saying it completed), so the run is looked up to tell them
-    apart. ``update_id`` makes a repeat of the same Update answer the first outcome."""
+    409 and one that never existed a 404 (naming ``subject``, the kind and id the client
+    asked for, when given): Temporal says "not found" for both (and, racing the end of a
+    run, without saying it completed), so the run is looked up to tell them apart.
+    ``update_id`` makes a repeat of the same Update answer the first outcome."""
     handle = client.get_workflow_handle(process_id)
     try:
         args = [] if arg is None else [arg]
@@ -277,6 +279,6 @@ async def update(
             await handle.describe()
         except RPCError as missing:
             if missing.status == RPCStatusCode.NOT_FOUND:
-                raise NotFound("process", process_id) from None
+                raise NotFound(*(subject or ("process", process_id))) from None
             raise
         raise Conflict("the process has ended: nothing waits for this") from None

@@ -63,7 +63,8 @@ async def _update(state: AppState, order_id: str, name: str, body: object) -> Or
     # The process first (it names the order's process and customer on the log lines, a
     # 503 for Temporal's absence included), then Temporal.
     pid = await process.order_process(state.systems.erp, order_id)
-    return await process.update(await state.temporal.get(), pid, name, body, Order)
+    client = await state.temporal.get()
+    return await process.update(client, pid, name, body, Order, subject=("order", order_id))
 
 
 @router.post("/{order_id}/shipments/{shipment_id}/events", response_model=Order)

@@ -67,7 +67,9 @@ async def _update(
     # The id first: an order's id is a 404 whether or not Temporal answers.
     pid = quote_process_id(process.own_id("quote", quote_id))
     client = await state.temporal.get()
-    return await process.update(client, pid, name, body, Quote, update_id)
+    return await process.update(
+        client, pid, name, body, Quote, update_id, subject=("quote", quote_id)
+    )
 
 
 @router.post("/{quote_id}/approve", response_model=Quote)

@@ -201,6 +201,11 @@ async def test_operator_retries_a_step_that_failed_while_the_gateway_was_down(
     assert r.status_code == 409, r.text  # the process has ended
     r = await http.post("/v1/processes/q2o-ord_never/retry")
     assert r.status_code == 404, r.text
+    # An unknown order or quote is named as the client named it.
+    r = await http.post("/v1/orders/ord_never/cancel", json={"reason": "no such order"})
+    assert r.status_code == 404 and r.json()["detail"] == "order ord_never not found", r.text
+    r = await http.post("/v1/quotes/quo_never/decline", json={})
+    assert r.status_code == 404 and r.json()["detail"] == "quote quo_never not found", r.text
 
 
 async def test_quote_on_a_test_clock_expires_when_the_clock_passes_validity(stack: Stack) -> None:
