@@ -357,6 +357,10 @@ class OperableWorkflow:
         assert self.failed is not None
         kind, sent = self._failed_result_type, req.result or {}
         problems = [
+            (field, "no such field in this step's result")
+            for field in sent
+            if field not in kind.model_fields
+        ] or [
             (field, "a skip cannot set this; retry the step to use what it made")
             for field in sent
             if kind.skip_fields is not None and field not in kind.skip_fields

@@ -449,10 +449,12 @@ async def test_skip_continues_with_the_given_result(h: Harness) -> None:
     order = await h.until(handle, "order", Order, lambda o: o.status == "needs_attention")
     assert order.failed_step is not None
     assert order.failed_step.name == f"charge_invoice:{order.invoice_ids[0]}"
-    with pytest.raises(WorkflowUpdateFailedError) as err:
-        await handle.execute_update("skip", SkipRequest(result={"amount": "not money"}))
-    assert _conflict(err.value) == "invalid_input"
-    await h.update_accepted(handle, "skip", SkipRequest(result={"charge_id": "manual"}))
+    # A skipped charge did not happen: its result is empty, and names no unknown field.
+    for bad in ({"amount": "-5"}, {"charge_id": "manual"}, {"bogus": 1}):
+        with pytest.raises(WorkflowUpdateFailedError) as err:
+            await handle.execute_update("skip", SkipRequest(result=bad))
+        assert _conflict(err.value) == "invalid_input", bad
+    await h.update_accepted(handle, "skip", SkipRequest(result={}))
     h.set_fault("payments", "ok")
     result = await handle.result()
     assert result.order is not None and result.order.status == "completed"

@@ -104,6 +104,8 @@ class ChargeResult(StepResult):
     """The payment this step's card charge made (empty, 0, when the invoice was paid by
     other means before the charge could be applied: the charge went back)."""
 
+    skip_fields: ClassVar[frozenset[str] | None] = frozenset()  # skipped: nothing charged
+
     charge_id: str = ""
     payment_id: str = ""
     amount: Amount = Decimal("0")
