@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -230,13 +231,22 @@ def start(stack: Stack, key: str) -> None:
     _check_alive(stack)
 
 
+def without_password(url: str) -> str:
+    """``url`` for a terminal: a password in it shows as ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
 def banner(settings: Settings, key: str) -> str:
     api = api_base(settings)
     ui = settings.temporal_ui or f"(Temporal at {settings.temporal_address})"
     mail = (
         f"  mail (sink)    {(settings.data_dir / 'mail').resolve()}"
         if not settings.smtp_url
-        else f"  mail           {settings.smtp_url}"
+        else f"  mail           {without_password(settings.smtp_url)}"
     )
     lines = [
         "",

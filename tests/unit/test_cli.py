@@ -26,11 +26,13 @@ from devrunner import (
     Stack,
     admin_key,
     api_base,
+    banner,
     check_free,
     check_reachable,
     start,
     temporal_command,
     wait_port,
+    without_password,
 )
 from domain.errors import SystemUnavailable
 from settings import Settings
@@ -307,3 +309,11 @@ async def test_a_namespace_o2c_may_not_change_is_left_to_its_operators(
         await clients.prepare_namespace(client(RPCStatusCode.NOT_FOUND), "o2c", "t:1")
     with pytest.raises(SystemUnavailable, match="t:1: refused"):
         await clients.prepare_namespace(client(RPCStatusCode.INTERNAL), "o2c", "t:1")
+
+
+def test_the_banner_shows_no_mail_password(tmp_path: Path) -> None:
+    url = "smtp://mailuser:S3cret%40Pass@mail.example:2525"
+    shown = banner(Settings(data_dir=tmp_path, smtp_url=url), "o2c_admin_x")
+    assert "S3cret" not in shown
+    assert "smtp://mailuser:***@mail.example:2525" in shown
+    assert without_password("smtp://127.0.0.1:25") == "smtp://127.0.0.1:25"
