@@ -11,7 +11,7 @@ from fastapi.routing import APIRoute
 from fastapi.telemetry import TelemetryConfig
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-from api import errors, openapi
+from api import docs, errors, openapi
 from api.deps import AppState, TemporalProvider, tag_request_log
 from api.guard import EdgeGuard
 from api.metrics import Metrics, MetricsMiddleware
@@ -58,6 +58,8 @@ def create_app(settings: Settings, systems: Systems, temporal: TemporalProvider)
         # exporter is set; FastAPI's own telemetry would add a second set on every request.
         telemetry=NO_NATIVE_TELEMETRY,
         dependencies=[Depends(tag_request_log)],
+        docs_url=None,  # served by api.docs, with local assets
+        redoc_url=None,
     )
     app.state.o2c = AppState(settings=settings, systems=systems, temporal=temporal)
     app.state.metrics = Metrics()
@@ -65,6 +67,7 @@ def create_app(settings: Settings, systems: Systems, temporal: TemporalProvider)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     errors.install(app)
     openapi.install(app)
+    docs.install(app)
     for module in (customers, catalog, quotes, orders, invoices, processes, platform, console):
         app.include_router(module.router)
     if settings.tracing:

@@ -392,3 +392,24 @@ def test_customers_show_by_name_as_text_whatever_the_name(
         cell.wait_for()
         assert cell.inner_text() == name and cell.get_attribute("title") == cid
         assert page.locator("img[src=x]").count() == 0 and dialogs == []
+
+
+def test_the_api_docs_render_from_local_assets_alone(served: tuple[str, _Client]) -> None:
+    """``/docs`` loads nothing from outside the API (no CDN is reachable from machines
+    that see only package registries) and shows the operations."""
+    base, _ = served
+    with _browser() as page:
+        outside: list[str] = []
+        page.on(
+            "request",
+            lambda r: (
+                outside.append(r.url)
+                if r.url.startswith(("http:", "https:")) and not r.url.startswith(base)
+                else None
+            ),
+        )
+        page.goto(f"{base}/docs")
+        page.locator(".opblock").first.wait_for()
+        operations = page.locator(".opblock").all_inner_texts()
+        assert len(operations) > 30 and any("/v1/orders" in t for t in operations)
+        assert outside == []
