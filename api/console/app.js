@@ -66,7 +66,9 @@ async function loadProcesses({ append = false, refresh = false } = {}) {
   cursor = page.next_cursor;
   pages = append ? pages + 1 : 1;
   $("#more").hidden = !cursor;
-  const rows = page.data.map((p) => `
+  // Those waiting for an operator come first on each page, otherwise in the API's order.
+  const ordered = [...page.data].sort((a, b) => Number(b.needs_attention) - Number(a.needs_attention));
+  const rows = ordered.map((p) => `
     <tr class="${p.needs_attention ? "attention" : ""}" data-id="${esc(p.process_id)}" tabindex="0">
       <td>${esc(p.process_id)}</td><td>${esc(p.type)}</td>
       <td>${badge(p.needs_attention ? "needs_attention" : p.status)}</td>
@@ -247,13 +249,14 @@ async function lookup(id) {
   const reason = r.hold_reason || r.cancel_reason;
   const extra = kind === "orders"
     ? `<p>Shipments: ${(r.shipments || []).map((s) => `${esc(s.id)} ${badge(s.status)}`).join(", ") || "none"} ·
-       Invoices: ${(r.invoice_ids || []).map(link).join(", ") || "none"}</p>
+       Invoices: ${(r.invoice_ids || []).map(link).join(", ") || "none"}${r.quote_id ? ` · Quote: ${link(r.quote_id)}` : ""}</p>
        ${reason ? `<p>${esc(reason)}</p>` : ""}${timeline(r.steps)}`
     : kind === "quotes" && r.order_id ? `<p>Order: ${link(r.order_id)}</p>`
     : kind === "invoices" && r.order_id ? `<p>Order: ${link(r.order_id)}</p>` : "";
   $("#lookup-result").innerHTML = `<h3>${esc(r.number || r.id)} ${badge(r.status)}</h3>
     ${lines(r.lines)}
-    <p>Subtotal <span class="money">${esc(r.subtotal)}</span> · Tax <span class="money">${esc(r.tax)}</span> ·
+    <p>Subtotal <span class="money">${esc(r.subtotal)}</span> ·
+       ${r.discount && Number(r.discount) !== 0 ? `Discount <span class="money" id="discount">−${esc(r.discount)}</span> · ` : ""}Tax <span class="money">${esc(r.tax)}</span> ·
        Total <strong class="money" id="total">${esc(r.total)}</strong> ${esc(r.currency)}</p>${extra}
     ${r.process_id ? `<p><a href="#/processes/${esc(r.process_id)}">process ${esc(r.process_id)}</a></p>` : ""}`;
   clearError();

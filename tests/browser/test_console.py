@@ -59,6 +59,17 @@ class _Info:
     }
 
 
+class _NewerQuote(_Info):
+    """A process started after ``PID`` that needs no one."""
+
+    id = "q2o-quo_newer"
+    typed_search_attributes: dict[Any, Any] = {
+        **_Info.typed_search_attributes,
+        SA_STATUS_KEY: "open",
+        SA_ATTENTION_KEY: False,
+    }
+
+
 class _Iter:
     """Visibility: the one process, or none for another customer; a list for no customer
     in particular takes ``slow_list_seconds`` to answer."""
@@ -73,7 +84,8 @@ class _Iter:
             return
         if "O2cCustomerId" not in self.query:
             await asyncio.sleep(self.client.slow_list_seconds)
-        self.current_page = [_Info()]
+        newer = [_NewerQuote()] if self.client.newer_quote and "true" not in self.query else []
+        self.current_page = [*newer, _Info()]
 
 
 class _Handle:
@@ -158,6 +170,7 @@ class _Client:
         self.held = False  # the order waits in a credit hold instead
         self.update_seconds = 0.0
         self.slow_list_seconds = 0.0
+        self.newer_quote = False  # visibility lists a newer open quote first
 
     def order(self) -> Order:
         return Order(
@@ -167,9 +180,10 @@ class _Client:
             status="credit_hold" if self.held else "confirmed",
             lines=[],
             subtotal=Decimal("500.00"),
-            discount=Decimal("0.00"),
-            tax=Decimal("95.00"),
-            total=Decimal("595.00"),
+            discount=Decimal("50.00"),
+            tax=Decimal("85.50"),
+            total=Decimal("535.50"),
+            quote_id="quo_browser",
             currency="EUR",
             payment="invoice",
             steps=[Step(name="check_credit", status="done", attempts=1, started_at=NOW)],
@@ -177,7 +191,7 @@ class _Client:
             subscription_ids=[],
             service_orders=[],
             invoice_ids=[] if self.held else ["inv_1"],
-            hold_reason="open AR 0.00 + order 595.00 exceeds credit limit 100.00"
+            hold_reason="open AR 0.00 + order 535.50 exceeds credit limit 100.00"
             if self.held
             else None,
             created_at=NOW,
@@ -335,7 +349,10 @@ def test_an_operator_releases_a_credit_hold_from_the_process(
         assert client.calls == ["release"]
         page.locator("#release").wait_for(state="detached")  # reloaded: no hold any more
         page.click(f"a[href='#/lookup/{ORDER}']")
-        page.locator("#total", has_text="595.00").wait_for()
+        page.locator("#total", has_text="535.50").wait_for()
+        # Subtotal − discount + tax = total, all on the page; the order links to its quote.
+        assert page.locator("#discount").inner_text() == "−50.00"
+        assert page.locator("#lookup-result a[href='#/lookup/quo_browser']").count() == 1
         # The order's own timeline, and its invoice one click away.
         assert "check_credit" in page.locator("#lookup-result tbody.static").last.inner_text()
         assert page.locator("#lookup-result a[href='#/lookup/inv_1']").count() == 1
@@ -413,3 +430,13 @@ def test_the_api_docs_render_from_local_assets_alone(served: tuple[str, _Client]
         operations = page.locator(".opblock").all_inner_texts()
         assert len(operations) > 30 and any("/v1/orders" in t for t in operations)
         assert outside == []
+
+
+def test_the_process_that_needs_attention_comes_first(served: tuple[str, _Client]) -> None:
+    base, client = served
+    client.newer_quote = True
+    with _browser() as page:
+        _sign_in(page, base)
+        page.locator("tr[data-id='q2o-quo_newer']").wait_for()
+        ids = page.locator("#rows tr").evaluate_all("rows => rows.map(r => r.dataset.id)")
+        assert ids == [PID, "q2o-quo_newer"]
