@@ -18,6 +18,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from api.errors import PROBLEM, TITLES
+from api.guard import MAX_BODY
 
 
 class ProblemError(BaseModel):
@@ -36,11 +37,25 @@ class Problem(BaseModel):
 
 
 METHODS = ("get", "post", "put", "patch", "delete")
+SANDBOX_PATHS = ("/v1/test-clocks", "/v1/sandbox")
 REF = {"$ref": "#/components/schemas/Problem"}
 
 
 def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {PROBLEM: {"schema": REF}}}
+
+
+def _body_ids(op: dict[str, Any], schemas: dict[str, Any]) -> list[str]:
+    """The ``…_id`` fields of an operation's JSON body (each may name a missing record)."""
+    ref = (
+        op.get("requestBody", {})
+        .get("content", {})
+        .get("application/json", {})
+        .get("schema", {})
+        .get("$ref", "")
+    )
+    properties = schemas.get(ref.rsplit("/", 1)[-1], {}).get("properties", {})
+    return sorted(name for name in properties if name.endswith("_id"))
 
 
 def conform(schema: dict[str, Any]) -> dict[str, Any]:
@@ -78,6 +93,15 @@ def conform(schema: dict[str, Any]) -> dict[str, Any]:
                 responses["403"] = _error(TITLES[403] + ": the key's role is too low")
             if "{" in path:
                 responses.setdefault("404", _error("no such id"))
+            body_ids = _body_ids(op, schemas)
+            if body_ids:
+                responses.setdefault(
+                    "404", _error(f"an id in the body names nothing: {', '.join(body_ids)}")
+                )
+            if path.startswith(SANDBOX_PATHS):
+                responses.setdefault("404", _error("sandbox features are off (O2C_SANDBOX)"))
+            if "requestBody" in op:
+                responses["413"] = _error(f"the body is over {MAX_BODY // 1024 // 1024} MiB")
             if path.startswith("/v1/"):
                 responses.setdefault("409", _error("the resource's state does not allow it"))
                 responses["503"] = {

@@ -531,6 +531,10 @@ def test_the_openapi_document_says_what_the_api_does(client: TestClient) -> None
                 creating += 1
                 assert any(p["name"] == "Idempotency-Key" for p in params), path
     assert creating >= 10
+    # What the API answers is listed: an unknown id in a body, a body too large, sandbox off.
+    for path in ("/v1/orders", "/v1/quotes", "/v1/customers", "/v1/test-clocks"):
+        assert {"404", "413"} <= set(doc["paths"][path]["post"]["responses"]), path
+    assert "customer_id" in doc["paths"]["/v1/orders"]["post"]["responses"]["404"]["description"]
     assert "security" not in doc["paths"]["/healthz"]["get"]
     limit = doc["components"]["schemas"]["CustomerCreate"]["properties"]["credit_limit"]
     assert limit["type"] == "string"  # never a float
