@@ -77,13 +77,13 @@ def _price_order(
     return priced, now, clock, credit_snapshot(erp, priced.customer.id, now.date())
 
 
-def require_card(customer_id: str, has_card: bool) -> None:
+def require_card(credit: CustomerSnapshot) -> None:
     """Refuse paying by card for a customer with no card on file (422 at the ``payment``
     field), instead of an order whose charge can only fail."""
-    if not has_card:
+    if not credit.has_payment_method:
         raise InvalidInput(
-            f"customer {customer_id} has no card on file: add one "
-            f"(POST /v1/customers/{customer_id}/payment-methods) or pay by invoice",
+            f"customer {credit.customer_id} has no card on file: add one "
+            f"(POST /v1/customers/{credit.customer_id}/payment-methods) or pay by invoice",
             loc=("body", "payment"),
         )
 
@@ -92,17 +92,17 @@ async def require_card_for_quote(erp: Erp, quote_id: str) -> None:
     """``require_card`` for the customer of a quote (its read model names it); a quote not
     known here is left for its process to answer."""
 
-    def has_card() -> tuple[str, bool] | None:
+    def credit() -> CustomerSnapshot | None:
         try:
             customer_id = str(erp.get_document("quote", quote_id)["customer_id"])
         except NotFound:
             return None
         today = customer_today(erp, erp.get_customer(customer_id)).date()
-        return customer_id, erp.credit_view(customer_id, today).has_payment_method
+        return credit_snapshot(erp, customer_id, today)
 
-    found = await run_in_threadpool(has_card)
+    found = await run_in_threadpool(credit)
     if found is not None:
-        require_card(*found)
+        require_card(found)
 
 
 async def price_order(

@@ -356,18 +356,17 @@ class OperableWorkflow:
         self._need_failed_step()
         assert self.failed is not None
         kind, sent = self._failed_result_type, req.result or {}
+        settable = kind.model_fields.keys() if kind.skip_fields is None else kind.skip_fields
         problems = [
             (field, "no such field in this step's result")
-            for field in sent
             if field not in kind.model_fields
-        ] or [
-            (field, "a skip cannot set this; retry the step to use what it made")
+            else (field, "a skip cannot set this; retry the step to use what it made")
             for field in sent
-            if kind.skip_fields is not None and field not in kind.skip_fields
+            if field not in settable
         ]
         if not problems:
             try:
-                problems = self.skip_problems(self.failed.name, kind.model_validate(sent))
+                problems = self.skip_problems(kind.model_validate(sent))
             except ValidationError as exc:
                 problems = [
                     (".".join(str(part) for part in e["loc"]), e["msg"])
@@ -382,9 +381,9 @@ class OperableWorkflow:
                 non_retryable=True,
             )
 
-    def skip_problems(self, step: str, result: StepResult) -> list[tuple[str, str]]:
-        """What the process itself finds wrong with a skip result of ``step`` that fits its
-        type, as (field, message) pairs. Processes add their own rules (a currency's
+    def skip_problems(self, result: StepResult) -> list[tuple[str, str]]:
+        """What the process itself finds wrong with a skip result that fits the failed
+        step's type, as (field, message) pairs. Processes add their own rules (a currency's
         minor unit, say); none are common to all."""
         return []
 

@@ -295,7 +295,7 @@ class QuoteToOrderWorkflow(OperableWorkflow):
         """Idempotency key of a step's effect: process id + step (never the attempt)."""
         return f"{self.process_id}:{step}"
 
-    def skip_problems(self, step: str, result: StepResult) -> list[tuple[str, str]]:
+    def skip_problems(self, result: StepResult) -> list[tuple[str, str]]:
         """A refund made by hand is money in the order's currency, to its minor unit."""
         if not isinstance(result, RefundResult) or self.order is None:
             return []

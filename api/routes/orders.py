@@ -34,7 +34,7 @@ async def create(body: OrderCreate, request: Request, who: ClientRole, state: St
             erp, settings, body.customer_id, body.lines, body.partner_id
         )
         if body.payment == "card_on_file":
-            process.require_card(credit.customer_id, credit.has_payment_method)
+            process.require_card(credit)
         inp = process_input(
             priced,
             quote_id=None,
