@@ -63,6 +63,8 @@ def build_activities(systems: Systems, faults: Faults) -> list[Any]:
     notify = NotifyActivities(systems.notifier, systems.erp, faults)
     return [
         erp.customer_snapshot,
+        erp.commit_credit,
+        erp.release_credit,
         erp.reserve_stock,
         erp.add_backorder,
         erp.release_stock,

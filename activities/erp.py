@@ -16,10 +16,12 @@ from activities.faults import Faults
 from domain.errors import InvalidInput
 from domain.money import is_exact
 from systems.ports import Erp
-from systems.quoting import credit_snapshot
+from systems.quoting import credit_snapshot, snapshot_of
 from systems.records import Invoice
 from workflows.contracts.activities import (
     BackorderInput,
+    CreditCheck,
+    CreditInput,
     CustomerRef,
     CustomerSnapshot,
     DocumentInput,
@@ -69,6 +71,37 @@ class ErpActivities:
         """Credit limit, open AR and contact of a customer, as of the process date."""
         self._guard()
         return credit_snapshot(self._erp, ref.customer_id, ref.as_of, _attempt())
+
+    @activity.defn(name="erp.commit_credit")
+    @mapped_errors
+    def commit_credit(self, inp: CreditInput) -> CreditCheck:
+        """Check the order against open AR + open orders + the limit, and commit its total
+        when it fits (or is forced), in one ERP transaction."""
+        self._guard()
+        found = self._erp.commit_credit(
+            inp.key,
+            inp.customer_id,
+            inp.order_id,
+            inp.amount,
+            inp.currency,
+            inp.as_of,
+            force=inp.force,
+        )
+        snapshot = snapshot_of(found.view, _attempt())
+        return CreditCheck(
+            **snapshot.model_dump(),
+            open_orders=found.view.account.open_orders,
+            committed=found.committed,
+            reason=None if found.committed else found.decision.reason,
+        )
+
+    @activity.defn(name="erp.release_credit")
+    @mapped_errors
+    def release_credit(self, inp: KeyInput) -> Done:
+        """The order no longer counts against the customer's credit limit."""
+        self._guard()
+        self._erp.release_credit(inp.key)
+        return Done(attempt=_attempt())
 
     @activity.defn(name="erp.reserve_stock")
     @mapped_errors

@@ -112,8 +112,9 @@ async def price_order(
     lines: list[LineRequest],
     partner_id: str | None = None,
 ) -> tuple[PricedRequest, datetime, ClockRef | None, CustomerSnapshot]:
-    """Price an order placed directly, and read the credit position its credit check
-    decides on, at the moment it is placed (one trip to a thread)."""
+    """Price an order placed directly, and read its customer's credit position (whether a
+    card is on file) at the moment it is placed (one trip to a thread). The process checks
+    and commits the credit itself."""
     return await run_in_threadpool(
         _price_order, erp, customer_id, lines, settings.approval_discount, partner_id
     )

@@ -53,6 +53,7 @@ class OrderShapeWorkflow:
 
     @workflow.run
     async def run(self, steps: int) -> int:
+        await self._local(0)  # check_credit
         await self._local(1)  # create_sales_order
         self._status("confirmed")
         await self._local(2)  # the read model

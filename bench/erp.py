@@ -1,6 +1,7 @@
 """Benchmark: the embedded ERP's share of one order, call by call, single-threaded.
 
-Runs the ERP calls a service-only order paid by card makes (credit position, sales order,
+Runs the ERP calls a service-only order paid by card makes (credit position, credit
+commitment, sales order,
 read-model writes, recipient, invoice, the charge's reads, the sandbox gateway's charge,
 the payment) against a fresh SQLite database or ``--url``, and prints the CPU time each
 costs per order. The end-to-end benchmark (``bench.orders``) shows what they cost inside
@@ -49,7 +50,9 @@ def one_order(erp: EmbeddedErp, gateway: SandboxGateway, cid: str, t: Timings) -
     key = uuid.uuid4().hex
     order_id = f"ord_{key}"
     t("read model (x3)", partial(erp.save_document, only_new=True), "order", order_id, cid, DOC)
-    t("credit position", erp.credit_view, cid, DAY)
+    t("credit read (API)", erp.credit_view, cid, DAY)
+    commit = partial(erp.commit_credit, f"{key}:credit", cid, order_id, Decimal("11.90"))
+    t("credit commitment", commit, "EUR", DAY)
     t("sales order", erp.create_sales_order, f"{key}:so", order_id, cid, Decimal("11.90"), "EUR")
     t("read model (x3)", erp.save_document, "order", order_id, cid, DOC)
     t("e-mail recipient", erp.get_customer, cid)
@@ -65,6 +68,7 @@ def one_order(erp: EmbeddedErp, gateway: SandboxGateway, cid: str, t: Timings) -
         discount=Decimal("0.00"),
         tax=Decimal("1.90"),
         total=Decimal("11.90"),
+        order_id=order_id,
     )
     invoice = t("invoice", erp.issue_invoice, f"{key}:inv", draft)
     token = t("charge: invoice+card", erp.charge_view, invoice.id, cid).card_token

@@ -57,8 +57,8 @@ from workflows.operable import start_attributes
 
 # A client polling four times a second: latencies are measured to that resolution.
 POLL_SECONDS = 0.25
-# The order's timeline: check_credit (read by the API at placement), create_sales_order,
-# email, issue_invoice, charge_invoice.
+# The order's timeline: check_credit, create_sales_order, email, issue_invoice,
+# charge_invoice.
 ORDER_STEPS = 5
 
 

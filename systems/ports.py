@@ -21,6 +21,7 @@ from systems.records import (
     ApiKey,
     CatalogLine,
     ChargeView,
+    CreditCommitment,
     CreditNote,
     CreditView,
     Customer,
@@ -58,6 +59,22 @@ class Erp(Protocol):
     def create_customer(self, data: CustomerCreate) -> Customer: ...
     def get_customer(self, customer_id: str) -> Customer: ...
     def credit_view(self, customer_id: str, as_of: date) -> CreditView: ...
+    def commit_credit(
+        self,
+        key: str,
+        customer_id: str,
+        order_id: str,
+        amount: Decimal,
+        currency: str,
+        as_of: date,
+        *,
+        force: bool = False,
+    ) -> CreditCommitment:
+        """Check ``amount`` against open AR + open orders + the limit and, if it fits (or
+        ``force``), commit it under ``key``, in one transaction; idempotent by key."""
+        ...
+
+    def release_credit(self, key: str) -> None: ...
     def list_customers(self, limit: int, cursor: str | None) -> Page[Customer]: ...
     def set_prices(self, customer_id: str, items: list[PriceItem]) -> list[PriceItem]: ...
     def get_prices(self, customer_id: str) -> list[PriceItem]: ...

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from domain.money import Amount
 from domain.pricing import PricedLine, Totals, price_line, requires_approval, totals
 from systems.ports import Erp
-from systems.records import Customer
+from systems.records import CreditView, Customer
 from workflows.contracts.activities import CustomerSnapshot
 from workflows.contracts.common import ClockRef
 from workflows.contracts.quote_to_order import (
@@ -79,15 +79,11 @@ def process_input(
     partner_id: str | None = None,
     channel: str = "api",
     payment: PaymentTerms | None = None,
-    credit: CustomerSnapshot | None = None,
 ) -> QuoteToOrderInput:
     """The QuoteToOrder input for a priced request: a quote when ``quote_id`` is set, else an
-    order placed directly (``payment`` required; ``credit``, the customer's credit position
-    read at placement, spares the process a read of its own)."""
+    order placed directly (``payment`` required)."""
     if quote_id is None and payment is None:
         raise ValueError("an order placed without a quote needs its payment terms")
-    if quote_id is not None and credit is not None:
-        raise ValueError("a quote's credit is checked when it is accepted, not when priced")
     return QuoteToOrderInput(
         process_id=quote_process_id(quote_id) if quote_id else order_process_id(order_id),
         customer_id=priced.customer.id,
@@ -105,14 +101,18 @@ def process_input(
         channel=channel,
         payment=payment,
         clock=clock,
-        credit=credit,
+        commit_credit=True,
     )
 
 
 def credit_snapshot(erp: Erp, customer_id: str, as_of: date, attempt: int = 1) -> CustomerSnapshot:
     """What the credit check decides on: limit, open AR as of ``as_of``, terms and card on
     file, read in one transaction (``attempt``: the step attempt that read it)."""
-    view = erp.credit_view(customer_id, as_of)
+    return snapshot_of(erp.credit_view(customer_id, as_of), attempt)
+
+
+def snapshot_of(view: CreditView, attempt: int = 1) -> CustomerSnapshot:
+    """The part of a credit view a process keeps (terms, contact, card on file)."""
     customer = view.customer
     return CustomerSnapshot(
         attempt=attempt,

@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from domain.credit import CreditDecision
 from domain.invoicing import DraftInvoice as DraftInvoice
 from domain.invoicing import InvoiceLine as InvoiceLine
 from domain.money import Amount, Fraction, NonNegativeAmount, TaxRate, check_currency
@@ -71,7 +72,14 @@ class CustomerCreate(Strict):
 class Account(BaseModel):
     open_ar: Amount
     overdue: Amount
-    credit_available: Amount
+    credit_available: Amount = Field(
+        description="credit limit − open AR − open orders, never below zero"
+    )
+    open_orders: Amount = Field(
+        default=Decimal("0"),
+        description="the value of accepted orders not yet invoiced; it counts against the "
+        "credit limit as open AR does",
+    )
 
 
 class Customer(BaseModel):
@@ -96,6 +104,15 @@ class CreditView(BaseModel):
     customer: Customer
     account: Account
     has_payment_method: bool
+
+
+class CreditCommitment(BaseModel):
+    """The answer of a credit check that commits: the position it decided on (``account``
+    without this order) and whether this order's value now counts against the limit."""
+
+    view: CreditView
+    decision: CreditDecision
+    committed: bool
 
 
 class PaymentMethodCreate(Strict):

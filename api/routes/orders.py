@@ -43,7 +43,6 @@ async def create(body: OrderCreate, request: Request, who: ClientRole, state: St
             clock=clock,
             partner_id=body.partner_id,
             payment=body.payment,
-            credit=credit,
         )
         order = initial_order(inp, body.payment, now)
         await process.start(await state.temporal.get(), erp, settings, inp, order)

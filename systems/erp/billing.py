@@ -20,6 +20,7 @@ from domain.money import EXACT, quantize, times
 from systems.db import insert_for, unit_of_work, utcnow
 from systems.erp.catalog import default_method
 from systems.erp.common import ErpBase, exact, page_query, require
+from systems.erp.credit import settle_commitment
 from systems.erp.tables import (
     CounterRow,
     CreditNoteRow,
@@ -246,6 +247,8 @@ class BillingMixin(ErpBase):
                 ],
             )
             s.flush()
+            if row.order_id is not None:
+                settle_commitment(s, row.order_id)
             return _invoice(row)
 
     def get_invoice(self, invoice_id: str) -> Invoice:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from decimal import Decimal
 
 from sqlalchemy import bindparam
@@ -11,13 +10,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from domain.errors import Conflict, CurrencyMismatch, InvalidInput, NotFound
-from domain.money import quantize
 from domain.pricing import CatalogLine
 from systems.db import read_connection, unit_of_work
 from systems.erp.common import ErpBase, exact, page_query, require
 from systems.erp.tables import (
     CustomerRow,
-    InvoiceRow,
     PartnerRow,
     PaymentMethodRow,
     PlanRow,
@@ -27,9 +24,7 @@ from systems.erp.tables import (
 )
 from systems.ids import new_id
 from systems.records import (
-    Account,
     Agreement,
-    CreditView,
     Customer,
     CustomerCreate,
     Page,
@@ -50,38 +45,16 @@ def _customer(row: CustomerRow) -> Customer:
 
 
 _CUSTOMERS = CustomerRow.__table__  # type: ignore[attr-defined]
-_INVOICES = InvoiceRow.__table__  # type: ignore[attr-defined]
-_METHODS = PaymentMethodRow.__table__  # type: ignore[attr-defined]
 # The hot reads (every credit check, quote, order and e-mail) as prebuilt Core statements:
 # no ORM objects are built for rows that are only read.
 _CUSTOMER = select(_CUSTOMERS).where(_CUSTOMERS.c.id == bindparam("customer_id"))
-_OPEN_INVOICES = select(
-    _INVOICES.c.total, _INVOICES.c.amount_paid, _INVOICES.c.amount_credited, _INVOICES.c.due_date
-).where(_INVOICES.c.customer_id == bindparam("customer_id"), _INVOICES.c.status == "open")
-_HAS_METHOD = (
-    select(_METHODS.c.id).where(_METHODS.c.customer_id == bindparam("customer_id")).limit(1)
-)
 
 
-def _read_customer(conn: Connection, customer_id: str) -> Customer:
+def read_customer(conn: Connection, customer_id: str) -> Customer:
     row = conn.execute(_CUSTOMER, {"customer_id": customer_id}).mappings().first()
     if row is None:
         raise NotFound("customer", customer_id)
     return Customer.model_validate(dict(row))
-
-
-def _account(conn: Connection, c: Customer, as_of: date) -> Account:
-    """Open AR, its overdue part and the credit left, summed exactly from the open invoices."""
-    rows = conn.execute(_OPEN_INVOICES, {"customer_id": c.id}).all()
-    due = [(total - paid - credited, due_date) for total, paid, credited, due_date in rows]
-    open_ar = sum((d for d, _ in due), Decimal(0))
-    overdue = sum((d for d, when in due if when < as_of), Decimal(0))
-    cur = c.currency
-    return Account(
-        open_ar=quantize(open_ar, cur),
-        overdue=quantize(overdue, cur),
-        credit_available=quantize(max(c.credit_limit - open_ar, Decimal(0)), cur),
-    )
 
 
 def default_method(s: Session, customer_id: str) -> PaymentMethodRow | None:
@@ -130,21 +103,12 @@ class CatalogMixin(ErpBase):
 
     def get_customer(self, customer_id: str) -> Customer:
         with read_connection(self._engine) as conn:
-            return _read_customer(conn, customer_id)
+            return read_customer(conn, customer_id)
 
     def list_customers(self, limit: int, cursor: str | None) -> Page[Customer]:
         with unit_of_work(self._engine, read=True) as s:
             rows, nxt = page_query(s, CustomerRow, [], limit, cursor)
             return Page[Customer](data=[_customer(r) for r in rows], next_cursor=nxt)
-
-    def credit_view(self, customer_id: str, as_of: date) -> CreditView:
-        """The customer, its account and whether it has a card, as of one moment."""
-        with read_connection(self._engine) as conn:
-            c = _read_customer(conn, customer_id)
-            has_method = conn.execute(_HAS_METHOD, {"customer_id": customer_id}).first()
-            return CreditView(
-                customer=c, account=_account(conn, c, as_of), has_payment_method=bool(has_method)
-            )
 
     def set_prices(self, customer_id: str, items: list[PriceItem]) -> list[PriceItem]:
         """Replace the customer's price book with ``items`` (one replacement of a

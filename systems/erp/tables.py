@@ -88,8 +88,22 @@ class ReservationRow(SQLModel, table=True):
     __tablename__ = "erp_reservations"
     key: str = Field(primary_key=True)
     order_id: str
-    status: str = "active"  # active | released | committed
+    status: str = Field(default="active", index=True)  # active | invoiced | released | committed
     lines: dict[str, int] = json_col()
+    created_at: datetime = stamp()
+
+
+class CreditCommitmentRow(SQLModel, table=True):
+    """An accepted order's value, counted against its customer's credit limit until the
+    order is invoiced (its invoices consume it), cancelled or completed (released)."""
+
+    __tablename__ = "erp_credit_commitments"
+    key: str = Field(primary_key=True)
+    customer_id: str = Field(index=True)
+    order_id: str = Field(index=True)
+    amount: Decimal = money()
+    currency: str
+    status: str = Field(default="active", index=True)  # active | invoiced | released
     created_at: datetime = stamp()
 
 

@@ -289,6 +289,47 @@ async def test_an_order_retried_with_its_idempotency_key_starts_one_process(stac
     assert len(invoices) == 1
 
 
+async def test_orders_placed_at_once_share_a_credit_limit_not_exceed_it(stack: Stack) -> None:
+    """Five 50.00 service orders placed together by a customer with a 100.00 limit: two
+    run, three wait on credit; the account counts what is ordered and not yet invoiced."""
+    cid = await _setup(stack, credit_limit="100.00", tax_rate="0")
+    r = await stack.http.post(
+        "/v1/products",
+        json={
+            "sku": "CALL",
+            "name": "Call",
+            "kind": "service",
+            "unit_price": "50.00",
+            "currency": "EUR",
+        },
+    )
+    assert r.status_code in (201, 409), r.text
+    body = {"customer_id": cid, "lines": [{"sku": "CALL", "quantity": 1}], "payment": "invoice"}
+    placed = await asyncio.gather(*(stack.http.post("/v1/orders", json=body) for _ in range(5)))
+    assert [r.status_code for r in placed] == [201] * 5
+    settled = [
+        await stack.poll(
+            f"/v1/orders/{r.json()['id']}", lambda o: o["status"] in ("completed", "credit_hold")
+        )
+        for r in placed
+    ]
+    assert sorted(o["status"] for o in settled) == ["completed"] * 2 + ["credit_hold"] * 3
+    for o in settled:  # each held at whatever was then invoiced or merely ordered
+        if o["status"] == "credit_hold":
+            assert o["hold_reason"].endswith("order 50.00 exceeds credit limit 100.00 by 50.00")
+    account = (await stack.http.get(f"/v1/customers/{cid}")).json()["account"]
+    assert account == {
+        "open_ar": "100.00",
+        "overdue": "0.00",
+        "credit_available": "0.00",
+        "open_orders": "0.00",
+    }
+    for o in settled:
+        if o["status"] == "credit_hold":
+            r = await stack.http.post(f"/v1/orders/{o['id']}/cancel", json={"reason": "limit"})
+            assert r.status_code == 200, r.text
+
+
 async def test_an_order_is_readable_at_once_and_runs_when_a_worker_arrives(stack: Stack) -> None:
     """The API writes an order's first read model: what it answered can be read back even
     before any worker has picked the process up (a query would wait for one)."""
@@ -309,15 +350,13 @@ async def test_an_order_is_readable_at_once_and_runs_when_a_worker_arrives(stack
         r = await asyncio.wait_for(http.get(f"/v1/orders/{placed['id']}"), timeout=5)
         assert r.status_code == 200 and r.json() == placed
         assert placed["status"] == "received" and placed["steps"] == []
-        # The credit position the check decides on was read at placement, into the input.
+        # The process checks and commits the credit itself, once a worker runs it.
         history = await stack.env.client.get_workflow_handle(placed["process_id"]).fetch_history()
         started = history.events[0].workflow_execution_started_event_attributes
         inp = pydantic_data_converter.payload_converter.from_payload(
             started.input.payloads[0], QuoteToOrderInput
         )
-        assert inp.credit is not None and inp.credit.customer_id == cid
-        assert inp.credit.credit_limit == Decimal("10000.00") and inp.credit.open_ar == 0
-        assert inp.credit.has_payment_method
+        assert inp.commit_credit and inp.credit is None
         async with build_worker(stack.env.client, stack.systems, settings):
             done = await stack.poll(
                 f"/v1/orders/{placed['id']}", lambda o: o["status"] == "completed"

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from domain.errors import (
     Conflict,
+    CurrencyMismatch,
     InvalidInput,
     InvoiceNotPayable,
     NotFound,
@@ -160,11 +161,11 @@ def test_credit_snapshot_is_what_the_credit_check_decides_on(erp: EmbeddedErp) -
     priced = price_request(erp, c.id, [LineRequest(sku="SETUP", quantity=1)], D(0), D("0.2"))
     now = datetime(2026, 5, 2, tzinfo=UTC)
     order = process_input(
-        priced, quote_id=None, order_id="ord_1", created_at=now, payment="invoice", credit=snap
+        priced, quote_id=None, order_id="ord_1", created_at=now, payment="invoice"
     )
-    assert order.credit == snap
-    with pytest.raises(ValueError, match="accepted"):
-        process_input(priced, quote_id="quo_1", order_id="ord_1", created_at=now, credit=snap)
+    assert order.credit is None  # the process checks and commits the credit itself
+    with pytest.raises(ValueError, match="payment terms"):
+        process_input(priced, quote_id=None, order_id="ord_1", created_at=now)
 
 
 def test_charge_view_reads_invoice_payments_and_default_card_together(erp: EmbeddedErp) -> None:
@@ -355,6 +356,76 @@ def test_concurrent_reservations_never_oversell(erp: EmbeddedErp) -> None:
     _race(8, lambda i: erp.release(f"r{i}"))
     _race(4, lambda i: erp.release("held"))  # one release of a key, however often asked
     assert erp.inventory("WIDGET-1").reserved == 0
+
+
+def test_a_passing_credit_check_commits_the_order_until_it_is_invoiced(erp: EmbeddedErp) -> None:
+    c = customer(erp, credit_limit="300.00")
+    erp.issue_invoice("open", draft(c.id, total="100.00"))
+    day = date(2026, 5, 2)
+    first = erp.commit_credit("o1:credit", c.id, "ord_1", D("150.00"), "EUR", day)
+    assert first.committed and first.decision.approved
+    assert (first.view.account.open_ar, first.view.account.open_orders) == (D("100.00"), D(0))
+    # The first order now counts: 100 AR + 150 ordered + 100 is above 300.
+    second = erp.commit_credit("o2:credit", c.id, "ord_2", D("100.00"), "EUR", day)
+    assert not second.committed and not second.decision.approved
+    assert second.view.account.open_orders == D("150.00")
+    assert second.decision.reason == (
+        "open AR 100.00 + open orders 150.00 + order 100.00 exceeds credit limit 300.00 by 50.00"
+    )
+    account = erp.credit_view(c.id, day).account
+    assert (account.open_orders, account.credit_available) == (D("150.00"), D("50.00"))
+    # The same key again: committed once, its own value not counted against itself.
+    again = erp.commit_credit("o1:credit", c.id, "ord_1", D("150.00"), "EUR", day)
+    assert again.committed and again.view.account.open_orders == D(0)
+    assert erp.credit_view(c.id, day).account.open_orders == D("150.00")
+    # Invoicing the order moves its value from open orders to open AR, part by part.
+    part = draft(c.id, total="50.00").model_copy(update={"order_id": "ord_1"})
+    inv = erp.issue_invoice("ord_1:part", part)
+    account = erp.credit_view(c.id, day).account
+    assert (account.open_ar, account.open_orders) == (D("150.00"), D("100.00"))
+    # A voided invoice no longer consumes the commitment.
+    erp.void_invoice("void", inv.id)
+    assert erp.credit_view(c.id, day).account.open_orders == D("150.00")
+    erp.release_credit("o1:credit")
+    erp.release_credit("o1:credit")  # released once, however often asked
+    erp.release_credit("never-made")  # a skipped check made none: nothing to release
+    account = erp.credit_view(c.id, day).account
+    assert (account.open_orders, account.credit_available) == (D(0), D("200.00"))
+    assert erp.commit_credit("o2:credit", c.id, "ord_2", D("100.00"), "EUR", day).committed
+
+
+def test_a_released_hold_commits_whatever_the_position(erp: EmbeddedErp) -> None:
+    c = customer(erp, credit_limit="100.00")
+    day = date(2026, 5, 2)
+    assert not erp.commit_credit("o1:credit", c.id, "ord_1", D("150.00"), "EUR", day).committed
+    assert erp.credit_view(c.id, day).account.open_orders == D(0)  # a hold commits nothing
+    forced = erp.commit_credit("o1:credit", c.id, "ord_1", D("150.00"), "EUR", day, force=True)
+    assert forced.committed and not forced.decision.approved
+    account = erp.credit_view(c.id, day).account
+    assert (account.open_orders, account.credit_available) == (D("150.00"), D(0))
+    with pytest.raises(CurrencyMismatch):
+        erp.commit_credit("o3:credit", c.id, "ord_3", D("1.00"), "USD", day)
+    with pytest.raises(InvalidInput):
+        erp.commit_credit("o3:credit", c.id, "ord_3", D("1.001"), "EUR", day)
+    with pytest.raises(NotFound):
+        erp.commit_credit("o3:credit", "cus_nope", "ord_3", D("1.00"), "EUR", day)
+
+
+def test_concurrent_credit_checks_never_commit_past_the_limit(erp: EmbeddedErp) -> None:
+    """Five 50.00 orders checked at once against a 100.00 limit: two pass, three hold."""
+    c = customer(erp, credit_limit="100.00")
+    day = date(2026, 5, 2)
+    outcomes: list[bool] = []
+
+    def check(i: int) -> None:
+        found = erp.commit_credit(f"o{i}:credit", c.id, f"ord_{i}", D("50.00"), "EUR", day)
+        outcomes.append(found.committed)
+
+    ran, errors = _race(5, check)
+    assert (ran, errors) == (5, [])
+    assert sorted(outcomes) == [False, False, False, True, True]
+    account = erp.credit_view(c.id, day).account
+    assert (account.open_orders, account.credit_available) == (D("100.00"), D(0))
 
 
 def test_concurrent_payments_never_overpay_an_invoice(erp: EmbeddedErp) -> None:

@@ -76,7 +76,8 @@ class Harness:
         credit: bool = False,
     ) -> QuoteToOrderInput:
         """The input the API gives a process; ``credit``: an order placed directly with the
-        credit position read at placement, as the API places orders."""
+        credit position read at placement, as the API placed orders before the process
+        committed credit itself (executions started so may still be running)."""
         priced = price_request(
             self.erp,
             customer_id,
@@ -88,7 +89,7 @@ class Harness:
         # The time-skipping server's clock runs ahead of the wall clock once a test skips.
         now = await self.env.get_current_time()
         created_at = clock.frozen_time if clock else now
-        return process_input(
+        inp = process_input(
             priced,
             quote_id=f"quo_{suffix}" if quote else None,
             order_id=f"ord_{suffix}",
@@ -96,8 +97,11 @@ class Harness:
             clock=clock,
             valid_days=valid_days,
             payment=payment,
-            credit=credit_snapshot(self.erp, customer_id, created_at.date()) if credit else None,
         )
+        if not credit:
+            return inp
+        snapshot = credit_snapshot(self.erp, customer_id, created_at.date())
+        return inp.model_copy(update={"credit": snapshot, "commit_credit": False})
 
     async def start(self, inp: QuoteToOrderInput) -> WorkflowHandle[Any, Any]:
         return await self.env.client.start_workflow(

@@ -213,6 +213,29 @@ async def _cancel_answered_during_retries(h: Harness, cid: str) -> WorkflowHisto
     return await handle.fetch_history()
 
 
+async def _credit_held_then_released(h: Harness, _cid: str) -> WorkflowHistory:
+    """An order over its customer's limit (open orders counted): held, released by an
+    operator (the release commits it), invoiced and completed."""
+    low = customer(h.erp, credit_limit="100.00", name="Low Limit Ltd").id
+    handle = await h.start(
+        await h.input(low, [{"sku": "SETUP", "quantity": 1}], quote=False, payment="invoice")
+    )
+    await h.until(handle, "order", Order, lambda o: o.status == "credit_hold")
+    await handle.execute_update("release", NoteRequest(note="known customer"), result_type=Order)
+    await handle.result()
+    return await handle.fetch_history()
+
+
+async def _credit_given_back_on_cancel(h: Harness, cid: str) -> WorkflowHistory:
+    """A committed order cancelled while fulfilling: its compensation releases the credit."""
+    lines = [{"sku": "SETUP", "quantity": 1}, {"sku": "WIDGET-1", "quantity": 1}]
+    handle = await h.start(await h.input(cid, lines, quote=False, payment="invoice"))
+    await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
+    await h.update_accepted(handle, "cancel", CancelRequest(reason="changed plans"))
+    await handle.result()
+    return await handle.fetch_history()
+
+
 SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[WorkflowHistory]]] = {
     "q2o-approved-quote-card": _approved_quote,
     "q2o-shipped-order-invoice": _shipped_order,
@@ -224,6 +247,8 @@ SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[WorkflowHistory]]] = {
     "q2o-split-invoiced-order": _split_invoiced_order,
     "q2o-refund-skipped-by-hand": _refund_skipped_by_hand,
     "q2o-cancel-answered-during-retries": _cancel_answered_during_retries,
+    "q2o-credit-held-then-released": _credit_held_then_released,
+    "q2o-credit-given-back-on-cancel": _credit_given_back_on_cancel,
 }
 
 

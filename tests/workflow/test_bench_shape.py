@@ -34,9 +34,7 @@ async def test_order_shape_has_the_events_of_a_service_order_placed_through_the_
     catalog(h.erp)
     cid = customer(h.erp).id
     await add_card(h.erp, h.gateway, cid)
-    inp = await h.input(
-        cid, [{"sku": "SETUP", "quantity": 1}], quote=False, payment="card_on_file", credit=True
-    )
+    inp = await h.input(cid, [{"sku": "SETUP", "quantity": 1}], quote=False, payment="card_on_file")
     settings = Settings(task_queue=h.task_queue)
     await process.start(
         h.env.client, h.erp, settings, inp, initial_order(inp, "card_on_file", inp.created_at)
@@ -89,5 +87,5 @@ async def test_the_all_local_order_shape_keeps_the_footprint_with_no_activity_ta
     scheduled = EventType.Name(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
     marker = EventType.Name(EventType.EVENT_TYPE_MARKER_RECORDED)
     assert regular.count(scheduled) == 2 and local.count(scheduled) == 0
-    assert local.count(marker) == regular.count(marker) + 2 == 6
+    assert local.count(marker) == regular.count(marker) + 2 == 7
     assert local.count(EventType.Name(UPSERT)) == regular.count(EventType.Name(UPSERT)) == 2

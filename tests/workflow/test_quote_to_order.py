@@ -7,6 +7,7 @@ import json
 import re
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
@@ -170,8 +171,9 @@ async def test_credit_hold_waits_for_release_then_completes(h: Harness) -> None:
 async def test_an_order_placed_with_its_credit_position_is_checked_on_it_alone(
     h: Harness,
 ) -> None:
-    """The API reads the credit position at placement: the process decides on it without
-    reading the ERP (which is down here), so the first step that needs the ERP fails."""
+    """Orders the API started with the credit position read at placement (before the
+    process committed credit) decide on it without reading the ERP (which is down here),
+    so the first step that needs the ERP fails."""
     catalog(h.erp)
     cid = customer(h.erp, terms=14).id
     inp = await h.input(cid, SETUP, quote=False, payment="invoice", credit=True)
@@ -193,6 +195,7 @@ async def test_an_order_placed_with_its_credit_position_is_checked_on_it_alone(
 
 
 async def test_an_order_over_the_limit_at_placement_is_held(h: Harness) -> None:
+    """(Started with its credit position read at placement, as before commitments.)"""
     cid = await card_customer(h, credit_limit="100.00")
     h.set_fault("erp", "down")
     inp = await h.input(cid, SETUP, quote=False, payment="invoice", credit=True)
@@ -201,6 +204,115 @@ async def test_an_order_over_the_limit_at_placement_is_held(h: Harness) -> None:
     assert held.hold_reason is not None and "exceeds credit limit 100.00" in held.hold_reason
     await h.update_accepted(handle, "cancel", CancelRequest(reason="over limit"))
     assert (await handle.result()).order.status == "cancelled"
+
+
+async def test_an_uninvoiced_order_holds_credit_until_invoiced_or_cancelled(h: Harness) -> None:
+    """Exposure is open AR plus open orders: goods ordered but not yet shipped (so not
+    invoiced) count against the limit, as their invoice will."""
+    cid = await card_customer(h, credit_limit="150.00")
+    today = START.date()
+
+    async def place() -> Any:
+        handle = await h.start(await h.input(cid, WIDGETS, quote=False, payment="invoice"))
+        await h.until(handle, "order", Order, lambda o: o.status in ("fulfilling", "credit_hold"))
+        return handle
+
+    def account() -> tuple[Decimal, Decimal, Decimal]:
+        a = h.erp.credit_view(cid, today).account
+        return a.open_ar, a.open_orders, a.credit_available
+
+    first, second = await place(), await place()  # 71.36 each: 142.72 of 150.00
+    assert account() == (Decimal(0), Decimal("142.72"), Decimal("7.28"))
+    third = await place()
+    held = await h.order(third)
+    assert held.status == "credit_hold"
+    assert held.hold_reason == (
+        "open AR 0.00 + open orders 142.72 + order 71.36 exceeds credit limit 150.00 by 64.08"
+    )
+    # Shipping invoices the first order: its value moves from open orders to open AR.
+    shipment = (await h.order(first)).shipments[0].id
+    await _event(first, shipment, "shipped")
+    await h.until(first, "order", Order, lambda o: len(o.invoice_ids) == 1)
+    assert account() == (Decimal("71.36"), Decimal("71.36"), Decimal("7.28"))
+    # A cancel gives the second order's credit back. (Results are awaited only once no
+    # order waits: awaiting one lets the server skip time past the others' timeouts.)
+    await h.update_accepted(second, "cancel", CancelRequest(reason="duplicate"))
+    cancelled = await h.until(second, "order", Order, lambda o: o.status == "cancelled")
+    steps = {s.name: s.status for s in cancelled.steps}
+    assert (steps["check_credit"], steps["release_credit"]) == ("compensated", "done")
+    assert account() == (Decimal("71.36"), Decimal(0), Decimal("78.64"))
+    # An operator's release commits the held order whatever the position.
+    await _release(third)
+    released = await h.until(third, "order", Order, lambda o: o.status == "fulfilling")
+    assert [s.name for s in released.steps][:2] == ["check_credit", "commit_credit"]
+    assert account() == (Decimal("71.36"), Decimal("71.36"), Decimal("7.28"))
+    await h.update_accepted(third, "cancel", CancelRequest(reason="over limit after all"))
+    cancelled = await h.until(third, "order", Order, lambda o: o.status == "cancelled")
+    steps = {s.name: s.status for s in cancelled.steps}
+    assert (steps["commit_credit"], steps["release_credit"]) == ("compensated", "done")
+    # (Accepted only: the server loses the outcome of an Update that ends the workflow.)
+    await h.update_accepted(
+        first, "shipment_event", ShipmentEventUpdate(shipment_id=shipment, event="delivered")
+    )
+    ended = [(await x.result()).order.status for x in (first, second, third)]
+    assert ended == ["completed", "cancelled", "cancelled"]
+    assert account() == (Decimal("71.36"), Decimal(0), Decimal("78.64"))
+
+
+async def _event(handle: Any, shipment_id: str, event: str) -> None:
+    await handle.execute_update(
+        "shipment_event",
+        ShipmentEventUpdate(shipment_id=shipment_id, event=event),
+    )
+
+
+async def _release(handle: Any) -> None:
+    await handle.execute_update("release", NoteRequest(note="known customer"), result_type=Order)
+
+
+async def test_orders_checked_at_once_never_share_the_last_credit(h: Harness) -> None:
+    """Five 178.50 service orders placed together against a 400.00 limit: two fit."""
+    cid = await card_customer(h, credit_limit="400.00")
+    inputs = [await h.input(cid, SETUP, quote=False, payment="invoice") for _ in range(5)]
+    handles = await asyncio.gather(*(h.start(inp) for inp in inputs))
+    orders = [
+        await h.until(x, "order", Order, lambda o: o.status in ("completed", "credit_hold"))
+        for x in handles
+    ]
+    assert sorted(o.status for o in orders) == ["completed"] * 2 + ["credit_hold"] * 3
+    a = h.erp.credit_view(cid, START.date()).account
+    assert (a.open_ar, a.open_orders) == (Decimal("357.00"), Decimal(0))
+    # Every held order is cancelled before any result is awaited: awaiting one lets the
+    # server skip time, and the others would wait out their execution timeout.
+    for x, o in zip(handles, orders, strict=True):
+        if o.status == "credit_hold":
+            await h.update_accepted(x, "cancel", CancelRequest(reason="over limit"))
+    ended = [(await x.result()).order.status for x in handles]
+    assert sorted(ended) == ["cancelled"] * 3 + ["completed"] * 2
+
+
+async def test_a_skipped_credit_check_commits_nothing_and_takes_only_the_terms(
+    h: Harness,
+) -> None:
+    cid = await card_customer(h)
+    h.set_fault("erp", "down")
+    handle = await h.start(await h.input(cid, SETUP, quote=False, payment="invoice"))
+    await h.env.sleep(timedelta(minutes=2))
+    await h.until(handle, "order", Order, lambda o: o.status == "needs_attention")
+    h.set_fault("erp", "ok")
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await handle.execute_update("skip", SkipRequest(result={"committed": False}))
+    assert _conflict(err.value) == "invalid_input"
+    await h.update_accepted(handle, "skip", SkipRequest(result={"payment_terms_days": 7}))
+    result = (await handle.result()).order
+    assert result is not None and result.status == "completed"
+    assert [(s.name, s.status) for s in result.steps][:2] == [
+        ("check_credit", "skipped"),
+        ("create_sales_order", "done"),
+    ]
+    invoice = h.erp.get_invoice(result.invoice_ids[0])
+    assert invoice.due_date == invoice.issue_date + timedelta(days=7)
+    assert h.erp.credit_view(cid, START.date()).account.open_orders == Decimal(0)
 
 
 async def test_a_free_order_paid_by_card_completes_without_a_charge(h: Harness) -> None:
@@ -517,6 +629,9 @@ async def test_a_skipped_invoice_step_cannot_name_an_invoice(h: Harness) -> None
     result = (await handle.result()).order
     assert result is not None and result.status == "completed"
     assert result.invoice_ids == [] and order.invoice_ids == []
+    # Nothing was invoiced, so the order's credit is given back when it completes.
+    assert (result.steps[-1].name, result.steps[-1].status) == ("release_credit", "done")
+    assert h.erp.credit_view(cid, START.date()).account.open_orders == Decimal(0)
 
 
 async def test_a_skipped_charge_gives_back_what_its_attempts_took(h: Harness) -> None:

@@ -45,6 +45,32 @@ class CustomerSnapshot(StepResult):
     has_payment_method: bool = False
 
 
+class CreditInput(BaseModel):
+    """Check an order's total against its customer's credit and commit it if it fits
+    (``force``: an operator released the hold, so it is committed whatever the position)."""
+
+    key: str
+    customer_id: str
+    order_id: str
+    amount: Amount
+    currency: str
+    as_of: date
+    force: bool = False
+
+
+class CreditCheck(CustomerSnapshot):
+    """The credit position an order was checked against (its own commitment left out) and
+    the outcome: ``committed`` when the order's total now counts against the limit, else
+    held for ``reason``."""
+
+    # Skipped: an operator cleared the credit by hand; nothing was committed.
+    skip_fields: ClassVar[frozenset[str] | None] = frozenset({"payment_terms_days"})
+    customer_id: str = ""
+    open_orders: Amount = Decimal("0")
+    committed: bool = True
+    reason: str | None = None
+
+
 class ReserveInput(BaseModel):
     key: str
     order_id: str

@@ -187,9 +187,13 @@ class QuoteToOrderInput(BaseModel):
     # readable the moment it is answered for, even before a worker picks it up); the process
     # then writes only the versions after it. False in histories from before this field.
     first_document_saved: bool = False
-    # An order placed directly: the customer's credit position as the starter read it at
-    # placement, which the credit check decides on instead of reading it again. None for
-    # quotes (checked at acceptance) and in histories from before this field.
+    # The order stage checks credit against open AR and open orders and commits its total
+    # in one ERP step (starters set it; False in histories from before commitments, whose
+    # processes check as they did).
+    commit_credit: bool = False
+    # Set only in histories of orders placed directly before credit was committed by the
+    # process: the credit position the starter read at placement, which the check decided
+    # on. Starters now leave it None; the process checks and commits in one ERP step.
     credit: CustomerSnapshot | None = None
 
 
