@@ -31,6 +31,7 @@ from workflows.contracts.activities import (
     KeyInput,
     RefundByHandInput,
     RefundResult,
+    Released,
     ReserveInput,
     ReverseInvoiceInput,
     SalesOrderInput,
@@ -121,10 +122,10 @@ class ErpActivities:
 
     @activity.defn(name="erp.release_stock")
     @mapped_errors
-    def release_stock(self, inp: KeyInput) -> Done:
+    def release_stock(self, inp: KeyInput) -> Released:
+        """Give the reservation back; the processes waiting for its SKUs are named."""
         self._guard()
-        self._erp.release(inp.key)
-        return Done(attempt=_attempt())
+        return Released(attempt=_attempt(), woken=self._erp.release(inp.key))
 
     @activity.defn(name="erp.commit_stock")
     @mapped_errors

@@ -12,6 +12,7 @@ refund invoices, cancel the ERP order. Orchestration only: every effect is an ac
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from decimal import Decimal
@@ -46,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         RefundByHandInput,
         RefundInput,
         RefundResult,
+        Released,
         ReserveInput,
         ReverseInvoiceInput,
         SalesOrderInput,
@@ -456,10 +458,29 @@ class QuoteToOrderWorkflow(OperableWorkflow):
         """Stock of a SKU this order waits for was adjusted: re-check availability."""
         self._stock_changed = True
 
-    async def _release_stock(self) -> Done:
-        return await self.step(
-            "release_stock", ErpActivities.release_stock, KeyInput(key=self._key("stock")), Done
+    async def _release_stock(self) -> Released:
+        released = await self.step(
+            "release_stock",
+            ErpActivities.release_stock,
+            KeyInput(key=self._key("stock")),
+            Released,
         )
+        await self._wake(released.woken)
+        return released
+
+    async def _wake(self, process_ids: list[str]) -> None:
+        """Tell backordered processes that stock they wait for was given back (a process
+        that has ended meanwhile cannot be told, and needs nothing)."""
+        others = [pid for pid in process_ids if pid != self.process_id]
+        sent = await asyncio.gather(
+            *(workflow.get_external_workflow_handle(pid).signal("stock_changed") for pid in others),
+            return_exceptions=True,
+        )
+        for pid, outcome in zip(others, sent, strict=True):
+            if isinstance(outcome, BaseException):
+                workflow.logger.info(
+                    "backordered process %s not told: %s", pid, outcome, extra=self.log_ids
+                )
 
     async def _confirm(self, split: OrderSplit) -> None:
         assert self.order is not None

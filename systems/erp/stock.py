@@ -66,23 +66,40 @@ class StockMixin(ErpBase):
                 s.add(rows[sku])
             s.add(ReservationRow(key=key, order_id=order_id, lines=dict(lines)))
 
-    def _settle(self, key: str, to: str) -> None:
+    def _settle(self, key: str, to: str) -> list[str]:
+        """Release or commit an active reservation; released, the processes waiting for its
+        SKUs are taken off the wait list in the same transaction and returned."""
         with unit_of_work(self._engine) as s:
             res = s.get(ReservationRow, key, with_for_update=True)
             if res is None or res.status != "active":
-                return
-            for sku, q in sorted((res.lines or {}).items()):
+                return []
+            skus = sorted(res.lines or {})
+            for sku in skus:
                 row = require(s, StockRow, sku, "inventory", lock=True)
+                q = (res.lines or {})[sku]
                 row.reserved -= q
                 if to == "committed":
                     row.on_hand -= q
                 s.add(row)
             res.status = to
             s.add(res)
+            if to != "released":
+                return []
+            taken = delete(_BACKORDERS).where(_BACKORDERS.c.sku.in_(skus))
+            rows = s.connection().execute(
+                taken.returning(_BACKORDERS.c.id, _BACKORDERS.c.process_id)
+            )
+            woken: list[str] = []
+            for _, process_id in sorted(rows):
+                if process_id not in woken:
+                    woken.append(process_id)
+            return woken
 
-    def release(self, key: str) -> None:
-        """Free an active reservation (no-op when released, committed or unknown)."""
-        self._settle(key, "released")
+    def release(self, key: str) -> list[str]:
+        """Free an active reservation (no-op when released, committed or unknown). Returns
+        the processes that waited for its SKUs, taken off the wait list: the stock freed
+        may be theirs, so the caller wakes them."""
+        return self._settle(key, "released")
 
     def commit_reservation(self, key: str) -> None:
         """The goods left: deduct the reserved units from stock on hand, once."""

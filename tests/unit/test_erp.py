@@ -122,6 +122,23 @@ def test_backorder_wait_list_is_taken_once(erp: EmbeddedErp) -> None:
     assert erp.take_backorders("B") == ["p1"]
 
 
+def test_a_release_hands_back_the_processes_waiting_for_its_skus(erp: EmbeddedErp) -> None:
+    catalog(erp)  # WIDGET-1: 10 on hand
+    erp.reserve("r1", "ord_1", {"WIDGET-1": 8})
+    erp.reserve("r2", "ord_2", {"WIDGET-1": 2})
+    erp.add_backorder("p-late", ["WIDGET-1", "OTHER"])
+    erp.add_backorder("p-early", ["WIDGET-1"])
+    erp.add_backorder("p-other", ["OTHER"])
+    erp.commit_reservation("r2")  # goods that left free nothing: nobody is woken
+    assert erp.take_backorders("OTHER") == ["p-late", "p-other"]
+    erp.add_backorder("p-late", ["OTHER"])
+    assert erp.release("r1") == ["p-late", "p-early"]  # once each, by registration
+    assert erp.release("r1") == []  # released once, however often asked
+    assert erp.release("never") == []
+    assert erp.take_backorders("WIDGET-1") == [] and erp.take_backorders("OTHER") == ["p-late"]
+    assert erp.inventory("WIDGET-1").available == 8
+
+
 def test_invoice_is_issued_once_per_key_with_a_ledger_entry(erp: EmbeddedErp) -> None:
     c = customer(erp)
     first = erp.issue_invoice("inv-key", draft(c.id))

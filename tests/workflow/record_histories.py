@@ -236,6 +236,22 @@ async def _credit_given_back_on_cancel(h: Harness, cid: str) -> WorkflowHistory:
     return await handle.fetch_history()
 
 
+async def _cancel_wakes_backorder(h: Harness, cid: str) -> WorkflowHistory:
+    """A cancelled order whose released stock wakes another order waiting for it (the
+    waiting order is cancelled after, so the recording ends)."""
+    eight = [{"sku": "WIDGET-1", "quantity": 8}]
+    handle = await h.start(await h.input(cid, eight, quote=False, payment="invoice"))
+    await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
+    waiting = await h.start(await h.input(cid, eight, quote=False, payment="invoice"))
+    await h.until(waiting, "order", Order, lambda o: o.status == "backordered")
+    await h.update_accepted(handle, "cancel", CancelRequest(reason="changed plans"))
+    await h.until(waiting, "order", Order, lambda o: o.status == "fulfilling")
+    await h.update_accepted(waiting, "cancel", CancelRequest(reason="changed plans"))
+    await waiting.result()
+    await handle.result()
+    return await handle.fetch_history()
+
+
 SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[WorkflowHistory]]] = {
     "q2o-approved-quote-card": _approved_quote,
     "q2o-shipped-order-invoice": _shipped_order,
@@ -249,6 +265,7 @@ SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[WorkflowHistory]]] = {
     "q2o-cancel-answered-during-retries": _cancel_answered_during_retries,
     "q2o-credit-held-then-released": _credit_held_then_released,
     "q2o-credit-given-back-on-cancel": _credit_given_back_on_cancel,
+    "q2o-cancel-wakes-backorder": _cancel_wakes_backorder,
 }
 
 

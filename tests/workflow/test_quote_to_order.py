@@ -359,6 +359,26 @@ async def test_backorder_waits_for_stock_and_continues_when_it_arrives(h: Harnes
     assert order.steps[1].status == "failed" and "out_of_stock" in (order.steps[1].error or "")
 
 
+async def test_a_cancel_that_gives_stock_back_wakes_the_orders_waiting_for_it(
+    h: Harness,
+) -> None:
+    cid = await card_customer(h)
+    eight = [{"sku": "WIDGET-1", "quantity": 8}]
+    first = await h.start(await h.input(cid, eight, quote=False, payment="invoice"))
+    await h.until(first, "order", Order, lambda o: o.status == "fulfilling")
+    waiting = await h.start(await h.input(cid, eight, quote=False, payment="invoice"))
+    await h.until(waiting, "order", Order, lambda o: o.status == "backordered")
+    await h.update_accepted(first, "cancel", CancelRequest(reason="customer changed mind"))
+    # Told by the cancel, not by an adjustment or its hourly re-check (no time passes here).
+    order = await h.until(waiting, "order", Order, lambda o: o.status == "fulfilling")
+    assert h.erp.inventory("WIDGET-1").reserved == 8
+    assert [s.name for s in order.steps][1:4] == ["reserve_stock", "add_backorder", "reserve_stock"]
+    await h.update_accepted(waiting, "cancel", CancelRequest(reason="done testing"))
+    ended = [(await x.result()).order.status for x in (first, waiting)]
+    assert ended == ["cancelled", "cancelled"]
+    assert h.erp.inventory("WIDGET-1").reserved == 0
+
+
 async def test_backorder_rechecks_stock_even_without_a_signal(h: Harness) -> None:
     cid = await card_customer(h)
     handle = await h.start(

@@ -86,6 +86,14 @@ class KeyInput(BaseModel):
     key: str
 
 
+class Released(StepResult):
+    """Stock given back: the processes that waited for its SKUs, to be told."""
+
+    # Skipped: stock was put back by hand; nobody is told (they re-check on their timer).
+    skip_fields: ClassVar[frozenset[str] | None] = frozenset()
+    woken: list[str] = Field(default_factory=list)
+
+
 class SalesOrderInput(BaseModel):
     key: str
     order_id: str
