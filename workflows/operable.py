@@ -188,13 +188,21 @@ class OperableWorkflow:
         *,
         local: bool = True,
         expect: tuple[str, ...] = (),
+        again: Step | None = None,
     ) -> R:
         """Run ``fn(arg)`` as a timeline step; see the module docstring for failures.
 
         ``expect`` names the business error codes the caller branches on; any other
         non-retryable error also asks an operator, so no refusal goes unhandled.
+        ``again``: an entry of this step to continue instead of adding one (a check the
+        process repeats while it waits, so waiting long does not grow the timeline): it
+        keeps its first start, counts every attempt and shows the latest outcome.
         """
-        entry = self._timeline(name)
+        if again is None:
+            entry = self._timeline(name)
+        else:
+            entry = again
+            entry.status, entry.error, entry.finished_at = "running", None, None
         while True:
             try:
                 result = await self._execute(fn, arg, result_type, local)
@@ -238,7 +246,12 @@ class OperableWorkflow:
 
     def last_status(self, name: str) -> str | None:
         """The status of the latest timeline step called ``name`` (None if never run)."""
-        return next((s.status for s in reversed(self.steps) if s.name == name), None)
+        entry = self.last_entry(name)
+        return entry.status if entry else None
+
+    def last_entry(self, name: str) -> Step | None:
+        """The latest timeline step called ``name`` (None if never run)."""
+        return next((s for s in reversed(self.steps) if s.name == name), None)
 
     def _finish(self, entry: Step, status: Any, attempts: int, error: str | None) -> None:
         entry.status = status

@@ -80,14 +80,16 @@ with workflow.unsafe.imports_passed_through():
         not_found,
     )
 
-# A backordered order re-checks stock at least this often, even if no adjustment signal
-# reaches it (a missed signal must not strand an order).
+# A backordered order re-checks stock after this long even if no wake-up reaches it (a
+# missed signal must not strand an order), then at doubling intervals up to the maximum.
 BACKORDER_RECHECK = timedelta(hours=1)
+BACKORDER_RECHECK_MAX = timedelta(hours=6)
 # Refusals of a charge that leave the invoice open for dunning instead of stopping the order.
 DECLINES = ("card_declined", "invoice_not_payable")
 REFUND_UNAPPLIED_CHARGE = "refund-unapplied-charge"
 FULFIL_QUEUED_EVENTS = "fulfil-queued-events"
 RECHECK_AFTER_BACKORDER = "recheck-stock-after-backorder"
+BACKORDER_BACKOFF = "backorder-recheck-backoff"
 RETURN_CHARGE_ON_SKIP = "return-charge-on-skip"
 RECORD_REFUND_BY_HAND = "record-refund-by-hand"
 CANCELLABLE = ("received", "credit_hold", "backordered", "confirmed", "fulfilling")
@@ -107,6 +109,8 @@ class QuoteToOrderWorkflow(OperableWorkflow):
         self._status_before_attention: str | None = None
         self._released = False
         self._stock_changed = False
+        self._stock_waits = 0
+        self._backoff: bool | None = None
         self._events: list[ShipmentEventUpdate] = []
         self._undo: list[Compensation] = []
         self._customer: CustomerSnapshot | None = None
@@ -411,7 +415,11 @@ class QuoteToOrderWorkflow(OperableWorkflow):
         skus = sorted(need)
         registered = False
         recheck: bool | None = None
+        tries = 0
         while True:
+            # The first refusal stays on the timeline; the checks after it continue one
+            # entry (and the registrations another), however long the order waits.
+            again = self.last_entry("reserve_stock") if tries >= 2 else None
             try:
                 await self.step(
                     "reserve_stock",
@@ -419,9 +427,11 @@ class QuoteToOrderWorkflow(OperableWorkflow):
                     ReserveInput(key=self._key("stock"), order_id=self.order.id, lines=need),
                     Done,
                     expect=("out_of_stock",),
+                    again=again,
                 )
                 break
             except BusinessFailure:
+                tries += 1
                 if recheck is None:
                     recheck = workflow.patched(RECHECK_AFTER_BACKORDER)
                 if not recheck:
@@ -446,12 +456,23 @@ class QuoteToOrderWorkflow(OperableWorkflow):
             ErpActivities.add_backorder,
             BackorderInput(process_id=self.process_id, skus=skus),
             Done,
+            again=self.last_entry("add_backorder"),
         )
         if self.order.status != "backordered":
             await self._set_status("backordered")
 
     async def _await_stock(self) -> None:
-        await self.wait(lambda: self._stock_changed, self.clock.now() + BACKORDER_RECHECK)
+        """Wait for a wake-up, or look again after a while in case one was lost: an hour,
+        then twice as long each time up to ``BACKORDER_RECHECK_MAX``, so an order that
+        waits for months adds a few events a day to its history, not one check an hour."""
+        if self._backoff is None:
+            self._backoff = workflow.patched(BACKORDER_BACKOFF)
+        interval = BACKORDER_RECHECK
+        if self._backoff:
+            doubled = BACKORDER_RECHECK * 2 ** min(self._stock_waits, 8)
+            interval = min(doubled, BACKORDER_RECHECK_MAX)
+        self._stock_waits += 1
+        await self.wait(lambda: self._stock_changed, self.clock.now() + interval)
 
     @workflow.signal
     def stock_changed(self) -> None:

@@ -252,6 +252,21 @@ async def _cancel_wakes_backorder(h: Harness, cid: str) -> WorkflowHistory:
     return await handle.fetch_history()
 
 
+async def _long_backorder(h: Harness, cid: str) -> WorkflowHistory:
+    """A backorder that waits 10 hours (re-checks backing off: 1, 2, 4 h …), then stock
+    arrives and the order is cancelled."""
+    twelve = [{"sku": "WIDGET-1", "quantity": 12}]
+    handle = await h.start(await h.input(cid, twelve, quote=False, payment="invoice"))
+    await h.until(handle, "order", Order, lambda o: o.status == "backordered")
+    await h.env.sleep(timedelta(hours=10))
+    h.erp.adjust_inventory("WIDGET-1", 5, "delivery")
+    await handle.signal("stock_changed")
+    await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
+    await h.update_accepted(handle, "cancel", CancelRequest(reason="changed plans"))
+    await handle.result()
+    return await handle.fetch_history()
+
+
 SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[WorkflowHistory]]] = {
     "q2o-approved-quote-card": _approved_quote,
     "q2o-shipped-order-invoice": _shipped_order,
@@ -266,6 +281,7 @@ SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[WorkflowHistory]]] = {
     "q2o-credit-held-then-released": _credit_held_then_released,
     "q2o-credit-given-back-on-cancel": _credit_given_back_on_cancel,
     "q2o-cancel-wakes-backorder": _cancel_wakes_backorder,
+    "q2o-long-backorder": _long_backorder,
 }
 
 

@@ -390,6 +390,39 @@ async def test_backorder_rechecks_stock_even_without_a_signal(h: Harness) -> Non
     await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
 
 
+async def test_a_long_backorder_keeps_its_timeline_and_history_small(h: Harness) -> None:
+    """Two days without stock: the re-checks continue one timeline entry, and back off
+    from hourly to every 6 h (1+2+4+6+6+6+6+6+6 h), so the history grows slowly."""
+    cid = await card_customer(h)
+    handle = await h.start(
+        await h.input(cid, [{"sku": "WIDGET-1", "quantity": 12}], quote=False, payment="invoice")
+    )
+    await h.until(handle, "order", Order, lambda o: o.status == "backordered")
+    await h.env.sleep(timedelta(hours=48))
+    order = await h.order(handle)
+    assert order.status == "backordered"
+    assert [(s.name, s.status) for s in order.steps] == [
+        ("check_credit", "done"),
+        ("reserve_stock", "failed"),
+        ("add_backorder", "done"),
+        ("reserve_stock", "failed"),
+    ]
+    # The check before the first wait, then two per wake-up: one as it wakes, one after it
+    # registers again (stock may come between the two).
+    assert order.steps[-1].attempts == 1 + 2 * 9
+    fired = [
+        e async for e in handle.fetch_history_events() if e.HasField("timer_fired_event_attributes")
+    ]
+    assert len(fired) == 9  # hourly, it would be 48
+    h.erp.adjust_inventory("WIDGET-1", 5, "delivery")
+    assert h.erp.take_backorders("WIDGET-1") == [handle.id]
+    await handle.signal("stock_changed")
+    order = await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
+    assert [(s.name, s.status) for s in order.steps][3:4] == [("reserve_stock", "done")]
+    await h.update_accepted(handle, "cancel", CancelRequest(reason="done waiting"))
+    assert (await handle.result()).order.status == "cancelled"
+
+
 async def test_physical_order_invoices_and_charges_on_shipment_then_completes(h: Harness) -> None:
     cid = await card_customer(h)
     handle = await h.start(await h.input(cid, WIDGETS, quote=False, payment="card_on_file"))
