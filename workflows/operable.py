@@ -89,6 +89,16 @@ STEP_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=20),
     maximum_attempts=5,
 )
+# A step runs its first attempt alone: if it fails, the process shows the step retrying
+# (its view saved with the error) before the attempts left run, backing off as above.
+FIRST_ATTEMPT = RetryPolicy(maximum_attempts=1)
+RETRIES_LEFT = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=20),
+    maximum_attempts=4,
+)
+SHOW_RETRYING = "show-retrying-step"
 # In-process ERP calls answer in milliseconds; network calls get more room (a "slow"
 # sandbox system answers after 2 s).
 LOCAL_TIMEOUT = timedelta(seconds=10)
@@ -172,6 +182,9 @@ class OperableWorkflow:
     async def _on_attention(self, needs_attention: bool) -> None:
         """Called when the process enters or leaves needs-attention (save its view)."""
 
+    async def _on_progress(self) -> None:
+        """Called when a step's first attempt failed and it retries (save its view)."""
+
     # --- steps ----------------------------------------------------------------------------
 
     def _timeline(self, name: str) -> Step:
@@ -203,45 +216,64 @@ class OperableWorkflow:
         else:
             entry = again
             entry.status, entry.error, entry.finished_at = "running", None, None
+        policy = FIRST_ATTEMPT
         while True:
             try:
-                result = await self._execute(fn, arg, result_type, local)
+                result = await self._execute(fn, arg, result_type, local, policy)
             except FailureError as err:
                 # Activity failures arrive as ActivityError(cause); some local-activity
                 # failures surface as the cause itself.
                 cause = err.cause if isinstance(err, ActivityError) else err
-                attempts = STEP_RETRY.maximum_attempts
                 if isinstance(cause, ApplicationError) and cause.type in expect:
                     self._finish(entry, "failed", 1, f"{cause.type}: {cause.message}")
                     raise BusinessFailure(
                         cause.type or "error", cause.message, list(cause.details)
                     ) from err
+                retryable = not (isinstance(cause, ApplicationError) and cause.non_retryable)
                 if isinstance(cause, ApplicationError):
                     message = f"{cause.type}: {cause.message}"
-                    attempts = 1 if cause.non_retryable else attempts
                 else:
                     message = f"{type(cause).__name__}: {cause}"
+                if policy is FIRST_ATTEMPT and retryable and workflow.patched(SHOW_RETRYING):
+                    # The first attempt failed: the process shows the step retrying, with
+                    # its error, before the attempts left run (histories from before this
+                    # ran all attempts in one schedule).
+                    entry.attempts += 1
+                    entry.error = message
+                    await self._on_progress()
+                    policy = RETRIES_LEFT
+                    continue
+                # A first attempt that ends here ran alone only if it was refused for good;
+                # in a history from before, its schedule ran every attempt.
+                whole = RETRIES_LEFT if policy is RETRIES_LEFT else STEP_RETRY
+                attempts = whole.maximum_attempts if retryable else 1
                 self._finish(entry, "failed", attempts, message)
                 action = await self._await_operator(entry, result_type)
                 if action.action == "retry":
+                    policy = FIRST_ATTEMPT
                     continue
                 return result_type.model_validate(action.result or {})
             self._finish(entry, "done", result.attempt, None)
             return result
 
     async def _execute(
-        self, fn: Callable[..., Any], arg: BaseModel, result_type: type[R], local: bool
+        self,
+        fn: Callable[..., Any],
+        arg: BaseModel,
+        result_type: type[R],
+        local: bool,
+        policy: RetryPolicy = STEP_RETRY,
     ) -> R:
         if local:
             return await workflow.execute_local_activity_method(
                 fn,
                 arg,
                 start_to_close_timeout=LOCAL_TIMEOUT,
-                retry_policy=STEP_RETRY,
+                retry_policy=policy,
                 local_retry_threshold=LOCAL_RETRY_THRESHOLD,
             )
         return await workflow.execute_activity_method(
-            fn, arg, start_to_close_timeout=REMOTE_TIMEOUT, retry_policy=STEP_RETRY
+            fn, arg, start_to_close_timeout=REMOTE_TIMEOUT, retry_policy=policy
         )
 
     def last_status(self, name: str) -> str | None:

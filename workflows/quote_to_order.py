@@ -178,6 +178,9 @@ class QuoteToOrderWorkflow(OperableWorkflow):
         else:
             await self._save()
 
+    async def _on_progress(self) -> None:
+        await self._save()
+
     async def _on_attention(self, needs_attention: bool) -> None:
         if self.order is not None:
             if needs_attention:

@@ -267,6 +267,18 @@ async def _long_backorder(h: Harness, cid: str) -> WorkflowHistory:
     return await handle.fetch_history()
 
 
+async def _charge_retried_in_view(h: Harness, cid: str) -> WorkflowHistory:
+    """A charge whose first attempt fails (the gateway down a moment): the view is saved
+    showing it retrying, then the attempts left succeed."""
+    h.set_fault("payments", "down")
+    inp = await h.input(cid, [{"sku": "SETUP", "quantity": 1}], quote=False, payment="card_on_file")
+    handle = await h.start(inp)
+    await h.until(handle, "order", Order, lambda o: bool(o.steps) and o.steps[-1].error is not None)
+    h.set_fault("payments", "ok")
+    await handle.result()
+    return await handle.fetch_history()
+
+
 SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[WorkflowHistory]]] = {
     "q2o-approved-quote-card": _approved_quote,
     "q2o-shipped-order-invoice": _shipped_order,
@@ -282,6 +294,7 @@ SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[WorkflowHistory]]] = {
     "q2o-credit-given-back-on-cancel": _credit_given_back_on_cancel,
     "q2o-cancel-wakes-backorder": _cancel_wakes_backorder,
     "q2o-long-backorder": _long_backorder,
+    "q2o-charge-retried-in-view": _charge_retried_in_view,
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from datetime import timedelta
@@ -604,6 +605,31 @@ async def test_failed_step_needs_attention_then_retry_completes(h: Harness) -> N
     assert result.order is not None and result.order.status == "completed"
     assert result.order.steps[0].attempts == 6 and result.order.failed_step is None
     assert [s.status for s in result.order.steps][:1] == ["done"]
+
+
+async def test_a_step_whose_first_attempt_failed_shows_in_the_order_at_once(h: Harness) -> None:
+    """The order's read model shows a step retrying, with the invoice it charges and the
+    error, as soon as its first attempt fails (not only when its status next changes)."""
+    cid = await card_customer(h)
+    h.set_fault("payments", "down")
+    inp = await h.input(cid, SETUP, quote=False, payment="card_on_file")
+    handle = await h.start(inp)
+    for _ in range(200):
+        with contextlib.suppress(NotFound):  # not yet written
+            saved = Order.model_validate(h.erp.get_document("order", inp.order_id))
+            if saved.steps and saved.steps[-1].name.startswith("charge_invoice:"):
+                break
+        await asyncio.sleep(0.05)
+    step = saved.steps[-1]
+    assert (step.status, step.attempts) == ("running", 1)
+    assert step.error is not None and "system_unavailable" in step.error
+    assert saved.status == "confirmed" and step.name == f"charge_invoice:{saved.invoice_ids[0]}"
+    h.set_fault("payments", "ok")
+    result = (await handle.result()).order
+    assert result is not None and result.status == "completed"
+    charge = next(s for s in result.steps if s.name == step.name)
+    assert charge.status == "done" and charge.attempts >= 2 and charge.error is None
+    assert h.erp.get_invoice(saved.invoice_ids[0]).status == "paid"
 
 
 async def test_skip_continues_with_the_given_result(h: Harness) -> None:
