@@ -20,6 +20,7 @@ from systems.quoting import credit_snapshot, snapshot_of
 from systems.records import Invoice
 from workflows.contracts.activities import (
     BackorderInput,
+    CommitStockInput,
     CreditCheck,
     CreditInput,
     CustomerRef,
@@ -129,10 +130,11 @@ class ErpActivities:
 
     @activity.defn(name="erp.commit_stock")
     @mapped_errors
-    def commit_stock(self, inp: KeyInput) -> Done:
-        """Turn the reservation into a stock deduction when the goods ship."""
+    def commit_stock(self, inp: CommitStockInput) -> Done:
+        """Turn the reservation into a stock deduction when the goods ship (with none,
+        deduct the shipped lines)."""
         self._guard()
-        self._erp.commit_reservation(inp.key)
+        self._erp.commit_reservation(inp.key, inp.lines or None, inp.order_id)
         return Done(attempt=_attempt())
 
     @activity.defn(name="erp.create_sales_order")

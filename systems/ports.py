@@ -104,7 +104,12 @@ class Erp(Protocol):
         """Free a reservation; the processes waiting for its SKUs, taken off the wait list."""
         ...
 
-    def commit_reservation(self, key: str) -> None: ...
+    def commit_reservation(
+        self, key: str, lines: dict[str, int] | None = None, order_id: str = ""
+    ) -> None:
+        """Deduct the reservation under ``key`` (or, with none, ``lines``) from stock."""
+        ...
+
     def add_backorder(self, process_id: str, skus: list[str]) -> None: ...
     def take_backorders(self, sku: str) -> list[str]:
         """Process ids waiting on ``sku``; they are removed from the wait list."""

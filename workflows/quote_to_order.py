@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         BackorderInput,
         ChargeInput,
         ChargeResult,
+        CommitStockInput,
         CreditCheck,
         CreditInput,
         CustomerRef,
@@ -90,6 +91,7 @@ REFUND_UNAPPLIED_CHARGE = "refund-unapplied-charge"
 FULFIL_QUEUED_EVENTS = "fulfil-queued-events"
 RECHECK_AFTER_BACKORDER = "recheck-stock-after-backorder"
 BACKORDER_BACKOFF = "backorder-recheck-backoff"
+RELEASE_ON_SKIPPED_COMMIT = "release-stock-on-skipped-commit"
 RETURN_CHARGE_ON_SKIP = "return-charge-on-skip"
 RECORD_REFUND_BY_HAND = "record-refund-by-hand"
 CANCELLABLE = ("received", "credit_hold", "backordered", "confirmed", "fulfilling")
@@ -704,9 +706,21 @@ class QuoteToOrderWorkflow(OperableWorkflow):
 
     async def _ship(self, shipment: Shipment) -> None:
         assert self.order is not None
+        shipped: dict[str, int] = {}
+        for x in shipment.lines:
+            shipped[x.sku] = shipped.get(x.sku, 0) + x.quantity
         await self.step(
-            "commit_stock", ErpActivities.commit_stock, KeyInput(key=self._key("stock")), Done
+            "commit_stock",
+            ErpActivities.commit_stock,
+            CommitStockInput(key=self._key("stock"), order_id=self.order.id, lines=shipped),
+            Done,
         )
+        if self.last_status("commit_stock") == "skipped" and workflow.patched(
+            RELEASE_ON_SKIPPED_COMMIT
+        ):
+            # The stock movement was made by hand: the reservation must not hold the goods
+            # for good (nor block the count's correction, which may not go below it).
+            await self._release_stock()
         # Shipped goods cannot be un-shipped: the reservation is no longer compensable.
         self._undo = [u for u in self._undo if u[0] != "reserve_stock"]
         skus = {x.sku for x in shipment.lines}

@@ -101,8 +101,36 @@ class StockMixin(ErpBase):
         may be theirs, so the caller wakes them."""
         return self._settle(key, "released")
 
-    def commit_reservation(self, key: str) -> None:
-        """The goods left: deduct the reserved units from stock on hand, once."""
+    def commit_reservation(
+        self, key: str, lines: dict[str, int] | None = None, order_id: str = ""
+    ) -> None:
+        """The goods left: deduct the reserved units from stock on hand, once.
+
+        With no reservation under ``key`` (an operator skipped the reservation step), the
+        shipped ``lines`` are deducted from the stock not reserved for others, and recorded
+        under the key so a repeat deducts nothing more; more than that stock is a
+        ``Conflict`` (correct the count first)."""
+        if not lines:
+            self._settle(key, "committed")
+            return
+        if any(q <= 0 for q in lines.values()):
+            raise InvalidInput("shipped quantities must be positive")
+        with unit_of_work(self._engine) as s:
+            rows = {sku: require(s, StockRow, sku, "inventory", lock=True) for sku in sorted(lines)}
+            if s.get(ReservationRow, key) is None:
+                short = {
+                    sku: q - (row.on_hand - row.reserved)
+                    for sku, q in lines.items()
+                    if (row := rows[sku]).on_hand - row.reserved < q
+                }
+                if short:
+                    named = ", ".join(f"{sku} short by {n}" for sku, n in sorted(short.items()))
+                    raise Conflict(f"shipped without a reservation, beyond the stock: {named}")
+                for sku, q in lines.items():
+                    rows[sku].on_hand -= q
+                    s.add(rows[sku])
+                s.add(ReservationRow(key=key, order_id=order_id, status="committed", lines=lines))
+                return
         self._settle(key, "committed")
 
     def add_backorder(self, process_id: str, skus: list[str]) -> None:

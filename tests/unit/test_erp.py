@@ -139,6 +139,22 @@ def test_a_release_hands_back_the_processes_waiting_for_its_skus(erp: EmbeddedEr
     assert erp.inventory("WIDGET-1").available == 8
 
 
+def test_goods_shipped_without_a_reservation_leave_stock_once(erp: EmbeddedErp) -> None:
+    catalog(erp)  # WIDGET-1: 10 on hand
+    erp.reserve("other", "ord_0", {"WIDGET-1": 6})
+    with pytest.raises(Conflict, match="WIDGET-1 short by 1"):
+        erp.commit_reservation("ship", {"WIDGET-1": 5}, "ord_1")  # 4 are not reserved
+    erp.commit_reservation("ship", {"WIDGET-1": 3}, "ord_1")
+    erp.commit_reservation("ship", {"WIDGET-1": 3}, "ord_1")  # a repeat deducts nothing
+    stock = erp.inventory("WIDGET-1")
+    assert (stock.on_hand, stock.reserved, stock.available) == (7, 6, 1)
+    # With a reservation under the key, its units are committed, whatever lines say.
+    erp.commit_reservation("other", {"WIDGET-1": 6}, "ord_0")
+    stock = erp.inventory("WIDGET-1")
+    assert (stock.on_hand, stock.reserved) == (1, 0)
+    assert erp.release("ship") == [] and erp.inventory("WIDGET-1").on_hand == 1
+
+
 def test_invoice_is_issued_once_per_key_with_a_ledger_entry(erp: EmbeddedErp) -> None:
     c = customer(erp)
     first = erp.issue_invoice("inv-key", draft(c.id))

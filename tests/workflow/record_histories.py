@@ -279,6 +279,28 @@ async def _charge_retried_in_view(h: Harness, cid: str) -> WorkflowHistory:
     return await handle.fetch_history()
 
 
+async def _skipped_stock_commit(h: Harness, cid: str) -> WorkflowHistory:
+    """A shipment whose stock commit an operator skips: the reservation is released."""
+    lines = [{"sku": "WIDGET-1", "quantity": 2}]
+    handle = await h.start(await h.input(cid, lines, quote=False, payment="invoice"))
+    order = await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
+    sid = order.shipments[0].id
+    h.set_fault("erp", "down")
+    await handle.execute_update(
+        "shipment_event", ShipmentEventUpdate(shipment_id=sid, event="shipped")
+    )
+    await h.env.sleep(timedelta(minutes=2))
+    await h.until(handle, "order", Order, lambda o: o.failed_step is not None)
+    h.set_fault("erp", "ok")
+    await h.update_accepted(handle, "skip", SkipRequest(result={}))
+    await h.until(handle, "order", Order, lambda o: len(o.invoice_ids) == 1)
+    await h.update_accepted(
+        handle, "shipment_event", ShipmentEventUpdate(shipment_id=sid, event="delivered")
+    )
+    await handle.result()
+    return await handle.fetch_history()
+
+
 SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[WorkflowHistory]]] = {
     "q2o-approved-quote-card": _approved_quote,
     "q2o-shipped-order-invoice": _shipped_order,
@@ -295,6 +317,7 @@ SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[WorkflowHistory]]] = {
     "q2o-cancel-wakes-backorder": _cancel_wakes_backorder,
     "q2o-long-backorder": _long_backorder,
     "q2o-charge-retried-in-view": _charge_retried_in_view,
+    "q2o-skipped-stock-commit": _skipped_stock_commit,
 }
 
 

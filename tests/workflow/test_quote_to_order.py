@@ -632,6 +632,64 @@ async def test_a_step_whose_first_attempt_failed_shows_in_the_order_at_once(h: H
     assert h.erp.get_invoice(saved.invoice_ids[0]).status == "paid"
 
 
+async def test_goods_shipped_after_a_skipped_reservation_still_leave_stock(h: Harness) -> None:
+    cid = await card_customer(h)
+    h.set_fault("erp", "down")
+    handle = await h.start(await h.input(cid, WIDGETS, quote=False, payment="invoice"))
+    for step in ("check_credit", "reserve_stock"):
+        await h.env.sleep(timedelta(minutes=2))
+        failed = await h.until(handle, "order", Order, lambda o: o.failed_step is not None)
+        assert failed.failed_step is not None and failed.failed_step.name == step
+        await h.update_accepted(handle, "skip", SkipRequest(result={}))
+        await h.until(handle, "order", Order, lambda o: o.failed_step is None)
+    await h.env.sleep(timedelta(minutes=2))
+    await h.until(handle, "order", Order, lambda o: o.failed_step is not None)
+    h.set_fault("erp", "ok")
+    await h.update_accepted(handle, "retry")
+    order = await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
+    assert h.erp.inventory("WIDGET-1").reserved == 0  # nothing was reserved
+    await _event(handle, order.shipments[0].id, "shipped")
+    await h.until(handle, "order", Order, lambda o: len(o.invoice_ids) == 1)
+    stock = h.erp.inventory("WIDGET-1")
+    assert (stock.on_hand, stock.reserved) == (7, 0)  # the shipped 3 left all the same
+    await h.update_accepted(
+        handle,
+        "shipment_event",
+        ShipmentEventUpdate(shipment_id=order.shipments[0].id, event="delivered"),
+    )
+    assert (await handle.result()).order.status == "completed"
+
+
+async def test_a_skipped_stock_commit_gives_the_reservation_back(h: Harness) -> None:
+    """Skipping the commit says the goods' stock was moved by hand: the reservation is
+    released (else it would hold the units, and block the count's correction, for good)."""
+    cid = await card_customer(h)
+    handle = await h.start(await h.input(cid, WIDGETS, quote=False, payment="invoice"))
+    order = await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
+    h.set_fault("erp", "down")
+    await _event(handle, order.shipments[0].id, "shipped")
+    await h.env.sleep(timedelta(minutes=2))
+    failed = await h.until(handle, "order", Order, lambda o: o.failed_step is not None)
+    assert failed.failed_step is not None and failed.failed_step.name == "commit_stock"
+    h.set_fault("erp", "ok")
+    await h.update_accepted(handle, "skip", SkipRequest(result={}))
+    await h.until(handle, "order", Order, lambda o: len(o.invoice_ids) == 1)
+    stock = h.erp.inventory("WIDGET-1")
+    assert (stock.on_hand, stock.reserved) == (10, 0)
+    h.erp.adjust_inventory("WIDGET-1", -3, "shipped by hand")  # the correction is possible
+    await h.update_accepted(
+        handle,
+        "shipment_event",
+        ShipmentEventUpdate(shipment_id=order.shipments[0].id, event="delivered"),
+    )
+    result = (await handle.result()).order
+    assert [(s.name, s.status) for s in result.steps if "stock" in s.name] == [
+        ("reserve_stock", "done"),
+        ("commit_stock", "skipped"),
+        ("release_stock", "done"),
+    ]
+
+
 async def test_skip_continues_with_the_given_result(h: Harness) -> None:
     cid = await card_customer(h)
     h.set_fault("payments", "down")

@@ -77,6 +77,15 @@ class ReserveInput(BaseModel):
     lines: dict[str, int]
 
 
+class CommitStockInput(BaseModel):
+    """The goods of ``lines`` left: commit the reservation under ``key``, or with none (its
+    step was skipped), deduct the lines themselves."""
+
+    key: str
+    order_id: str = ""
+    lines: dict[str, int] = Field(default_factory=dict)
+
+
 class BackorderInput(BaseModel):
     process_id: str
     skus: list[str]
