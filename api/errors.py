@@ -62,7 +62,7 @@ def problem(
     detail: str,
     code: str | None = None,
     headers: dict[str, str] | None = None,
-    loc: tuple[str, ...] = ("body",),
+    loc: tuple[str | int, ...] = ("body",),
     **extra: Any,
 ) -> JSONResponse:
     body: dict[str, Any] = {

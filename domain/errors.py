@@ -15,7 +15,7 @@ class DomainError(Exception):
 
     code = "domain_error"
     status = 409
-    loc: tuple[str, ...] = ("body",)
+    loc: tuple[str | int, ...] = ("body",)
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -50,7 +50,7 @@ class InvalidInput(DomainError):
     code = "invalid_input"
     status = 422
 
-    def __init__(self, message: str, loc: tuple[str, ...] | None = None) -> None:
+    def __init__(self, message: str, loc: tuple[str | int, ...] | None = None) -> None:
         super().__init__(message)
         if loc is not None:
             self.loc = loc

@@ -6,7 +6,7 @@ import base64
 import hashlib
 import hmac
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
@@ -28,7 +28,12 @@ from workflows.contracts.common import (
     SkipRequest,
     Step,
 )
+from workflows.contracts.quote_to_order import OrderStatus, QuoteStatus
 from workflows.operable import SA_ATTENTION_KEY, SA_CUSTOMER_KEY, SA_STATUS_KEY, SA_TYPE_KEY
+
+# The statuses a process can be listed by: every process type's own (a new process type
+# adds its statuses here), ``needs_attention`` among them.
+ProcessStatus = Literal[QuoteStatus, OrderStatus]
 
 router = APIRouter(prefix="/v1/processes", tags=["processes"])
 
@@ -70,7 +75,9 @@ def _quote(value: str, param: str) -> str:
     return f"'{value}'"
 
 
-def visibility_query(type_: ProcessType | None, status: str | None, customer_id: str | None) -> str:
+def visibility_query(
+    type_: ProcessType | None, status: ProcessStatus | None, customer_id: str | None
+) -> str:
     """The Temporal visibility query for the filters of ``GET /v1/processes``."""
     parts = [f"{SA_PROCESS_TYPE} IS NOT NULL"]
     if type_:
@@ -89,7 +96,7 @@ async def list_(
     _: Viewer,
     client: TemporalDep,
     type: ProcessType | None = None,  # noqa: A002
-    status: str | None = Query(None, max_length=64),
+    status: ProcessStatus | None = None,
     customer_id: str | None = None,
     limit: int = Query(50, ge=1, le=100),
     cursor: str | None = None,

@@ -250,24 +250,31 @@ class CatalogMixin(ErpBase):
                 for r in s.exec(select(PriceRow).where(PriceRow.customer_id == customer_id))
             }
             out: list[CatalogLine] = []
-            for sku, plan_code in items:
-                line = self._catalog_line(s, sku, plan_code, book)
+            for i, (sku, plan_code) in enumerate(items):
+                # A refusal names the line it is about, as a validation error would.
+                loc = ("body", "lines", i, "sku" if sku is not None else "plan_code")
+                line = self._catalog_line(s, sku, plan_code, book, loc)
                 if line.currency != c.currency:
                     raise InvalidInput(
                         f"{sku or plan_code} is priced in {line.currency}, "
-                        f"the customer pays in {c.currency}"
+                        f"the customer pays in {c.currency}",
+                        loc,
                     )
                 out.append(line)
             return out
 
     @staticmethod
     def _catalog_line(
-        s: Session, sku: str | None, plan_code: str | None, book: dict[str, Decimal]
+        s: Session,
+        sku: str | None,
+        plan_code: str | None,
+        book: dict[str, Decimal],
+        loc: tuple[str | int, ...],
     ) -> CatalogLine:
         if sku is not None:
             p = s.get(ProductRow, sku)
             if p is None:
-                raise InvalidInput(f"unknown sku {sku}")
+                raise InvalidInput(f"unknown sku {sku}", loc)
             special = book.get(f"sku:{sku}")
             return CatalogLine(
                 sku=sku,
@@ -280,7 +287,7 @@ class CatalogMixin(ErpBase):
             )
         plan = s.get(PlanRow, plan_code)
         if plan is None:
-            raise InvalidInput(f"unknown plan {plan_code}")
+            raise InvalidInput(f"unknown plan {plan_code}", loc)
         special = book.get(f"plan:{plan_code}")
         return CatalogLine(
             plan_code=plan_code,

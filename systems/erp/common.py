@@ -60,14 +60,22 @@ def decode_cursor(cursor: str) -> str:
 def page_query(
     session: Session, model: type[R], filters: Sequence[Any], limit: int, cursor: str | None
 ) -> tuple[list[R], str | None]:
-    """Rows ordered by id after ``cursor``; the next cursor when more remain."""
+    """Rows ordered by id after ``cursor``; the next cursor when more remain (refused by
+    any other list)."""
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}")
     id_col = col(model.id)  # type: ignore[attr-defined]
+    # A cursor names its list, so one list's cursor is refused by another.
+    scope = f"{model.__tablename__}:"
     query = select(model).where(*filters).order_by(id_col).limit(limit + 1)
     if cursor:
-        query = query.where(id_col > decode_cursor(cursor))
+        value = decode_cursor(cursor)
+        if not value.startswith(scope):
+            raise InvalidInput("this cursor was not handed out by this list", ("query", "cursor"))
+        query = query.where(id_col > value.removeprefix(scope))
     rows = list(session.exec(query))
     more = len(rows) > limit
     rows = rows[:limit]
-    return rows, encode_cursor(rows[-1].id) if more else None  # type: ignore[attr-defined]
+    if not more:
+        return rows, None
+    return rows, encode_cursor(scope + rows[-1].id)  # type: ignore[attr-defined]

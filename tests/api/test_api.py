@@ -226,6 +226,17 @@ def test_a_quote_or_order_naming_an_unknown_partner_is_404(client: TestClient) -
     assert client.get("/v1/inventory/WIDGET-1").json()["reserved"] == 0
 
 
+def test_an_unknown_sku_or_plan_is_refused_at_its_line(client: TestClient) -> None:
+    cid = client.post("/v1/customers", json=CUSTOMER).json()["id"]
+    client.post("/v1/products", json=PRODUCT)
+    lines = [{"sku": "WIDGET-1", "quantity": 1}, {"sku": "NOPE", "quantity": 1}]
+    body = assert_problem(client.post("/v1/quotes", json={"customer_id": cid, "lines": lines}), 422)
+    assert body["errors"] == [{"loc": ["body", "lines", 1, "sku"], "msg": "unknown sku NOPE"}]
+    order = {"customer_id": cid, "lines": [{"plan_code": "gold", "quantity": 1}]}
+    body = assert_problem(client.post("/v1/orders", json={**order, "payment": "invoice"}), 422)
+    assert body["errors"][0]["loc"] == ["body", "lines", 0, "plan_code"]
+
+
 def test_paying_by_card_needs_a_card_on_file(client: TestClient) -> None:
     """An order to be paid by card, for a customer with no card, is refused at its
     ``payment`` before anything starts; with a card it goes on (to Temporal, down here)."""
@@ -338,6 +349,9 @@ def test_lists_page_with_a_cursor(client: TestClient) -> None:
     assert {c["id"] for c in first["data"] + second["data"]} == ids
     assert_problem(client.get("/v1/customers?limit=0"), 422)
     assert_problem(client.get("/v1/customers?cursor=%%%"), 422)
+    # One list's cursor is refused by another (it would page from a foreign id).
+    body = assert_problem(client.get(f"/v1/invoices?cursor={first['next_cursor']}"), 422)
+    assert body["errors"][0]["loc"] == ["query", "cursor"]
 
 
 BAD_BODIES: list[Any] = [None, [], "x", 1.5, {"x": 1}, {"amount": 1.5}, {"lines": "many"}]

@@ -62,6 +62,10 @@ async def test_an_api_started_before_any_worker_registers_the_search_attributes(
         r = api.post("/v1/orders", json=service_order(cid, "invoice"))
         assert r.status_code == 201, r.text
         assert api.get("/v1/processes", params={"customer_id": cid}).status_code == 200
+        for status in ("needs_attention", "credit_hold", "pending_approval"):
+            assert api.get("/v1/processes", params={"status": status}).status_code == 200
+        r = api.get("/v1/processes", params={"status": "bogus"})
+        assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["query", "status"]
     listed = await dev_env.client.operator_service.list_search_attributes(
         ListSearchAttributesRequest(namespace=namespace)
     )
