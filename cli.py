@@ -8,13 +8,14 @@ import asyncio
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
 from domain.errors import SystemUnavailable
-from settings import Settings
+from settings import Settings, stored_admin_key
 
 T = TypeVar("T")
 
@@ -48,6 +49,8 @@ def _api(settings: Settings) -> int:
     from telemetry import setup_telemetry
 
     setup_telemetry(settings, "o2c-api")
+    # Beside a data folder ``make run`` used, its admin key keeps working.
+    settings = settings.model_copy(update={"admin_key": stored_admin_key(settings)})
     uvicorn.run(
         app_from_settings(settings),
         host=settings.api_host,
@@ -97,18 +100,58 @@ def _keys_create(settings: Settings, role: str, name: str) -> int:
     return 0
 
 
+SETTINGS = "Settings come from O2C_* environment variables; the README lists them all."
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="o2c", description="o2c order-to-cash orchestrator")
-    sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("dev", help="start Temporal, the SMTP sink, a worker and the API")
-    sub.add_parser("worker", help="run a worker")
-    sub.add_parser("api", help="serve the HTTP API and console")
-    sub.add_parser("seed", help="create the demo data once")
-    sub.add_parser("smtp-sink", help="run the local SMTP sink")
-    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(
-        dest="action", required=True
+    p = argparse.ArgumentParser(
+        prog="o2c", description="o2c order-to-cash orchestrator", epilog=SETTINGS
     )
-    create = keys.add_parser("create", help="create a key; prints it as the last line")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def command(name: str, summary: str, details: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=details, epilog=SETTINGS)
+
+    command(
+        "dev",
+        "start Temporal, the SMTP sink, a worker and the API",
+        "Start the whole stack in the foreground (what `make run` runs): the Temporal dev "
+        "server persisted in O2C_DATA_DIR (or O2C_TEMPORAL_ADDRESS instead), the SMTP "
+        "sink, O2C_WORKER_PROCESSES workers and the API on O2C_API_PORT; seeds the demo "
+        "data once and prints the addresses and the admin key. Ctrl-C stops it all.",
+    )
+    command(
+        "worker",
+        "run a worker",
+        "Run one worker against O2C_TEMPORAL_ADDRESS (task queue O2C_TASK_QUEUE) and the "
+        "database at O2C_DATABASE_URL. SIGTERM or Ctrl-C lets the steps under way finish.",
+    )
+    command(
+        "api",
+        "serve the HTTP API and console",
+        "Serve the HTTP API, /docs and the console on O2C_API_HOST:O2C_API_PORT. The admin "
+        "key is O2C_ADMIN_KEY, else the one `make run` kept in O2C_DATA_DIR/admin_key.",
+    )
+    command(
+        "seed",
+        "create the demo data once",
+        "Create the demo customers, products, stock and price book in the database at "
+        "O2C_DATABASE_URL, unless they exist already.",
+    )
+    command(
+        "smtp-sink",
+        "run the local SMTP sink",
+        "Accept mail on 127.0.0.1:O2C_SMTP_SINK_PORT and keep each message as a file in "
+        "O2C_DATA_DIR/mail (point O2C_SMTP_URL at it).",
+    )
+    keys = command("keys", "manage API keys", "Manage the API keys kept in the database.")
+    actions = keys.add_subparsers(dest="action", required=True)
+    create = actions.add_parser(
+        "create",
+        help="create a key; prints it as the last line",
+        description="Create an API key with a role and a name; the key itself is printed "
+        "once, as the last line of standard output, and only its hash is kept.",
+    )
     create.add_argument("--role", required=True, choices=["viewer", "client", "operator", "admin"])
     create.add_argument("--name", required=True, type=_key_name)
     return p
@@ -139,8 +182,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"o2c: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"o2c: {exc}", file=sys.stderr)
+        print(f"o2c: {_os_error(exc, settings)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C in a one-off command (seed, keys): no traceback
+        print("o2c: interrupted", file=sys.stderr)
+        return 130
+
+
+def _os_error(exc: OSError, settings: Settings) -> str:
+    """The error in one line, naming ``O2C_DATA_DIR`` when the data folder is at fault."""
+    if exc.filename is None:
+        return str(exc)
+    where = Path(exc.filename).absolute()
+    folder = settings.data_dir.absolute()
+    if where == folder or folder in where.parents or where in folder.parents:
+        reason = exc.strerror or str(exc)
+        return f"O2C_DATA_DIR={settings.data_dir}: the data folder is unusable: {reason} ({where})"
+    return str(exc)
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from clients import SEARCH_ATTRIBUTES
-from settings import Settings, generate_admin_key
+from settings import Settings, generate_admin_key, stored_admin_key
 
 SA_TYPES = {1: "Text", 2: "Keyword", 3: "Int", 4: "Double", 5: "Bool", 6: "Datetime"}
 STOP_SECONDS = 15
@@ -73,11 +73,10 @@ def temporal_command(settings: Settings) -> list[str]:
 
 def admin_key(settings: Settings) -> str:
     """``O2C_ADMIN_KEY``, else one generated once and kept in the data folder."""
-    if settings.admin_key:
-        return settings.admin_key
+    stored = stored_admin_key(settings)
+    if stored:
+        return stored
     path = settings.data_dir / "admin_key"
-    if path.exists():
-        return path.read_text().strip()
     key = generate_admin_key()
     path.write_text(key + "\n")
     path.chmod(0o600)

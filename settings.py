@@ -164,6 +164,17 @@ class Settings(BaseSettings):
         return self.smtp_url or f"smtp://127.0.0.1:{self.smtp_sink_port}"
 
 
+def stored_admin_key(settings: Settings) -> str | None:
+    """``O2C_ADMIN_KEY``, else the key ``make run`` generated and kept in the data folder
+    (None when there is neither)."""
+    if settings.admin_key:
+        return settings.admin_key
+    path = settings.data_dir / "admin_key"
+    if not path.exists():
+        return None
+    return path.read_text().strip() or None
+
+
 def generate_admin_key() -> str:
     """A fresh bootstrap admin key (printed by ``make run`` when none is set)."""
     return "o2c_admin_" + secrets.token_urlsafe(24)

@@ -35,7 +35,7 @@ from devrunner import (
     without_password,
 )
 from domain.errors import SystemUnavailable
-from settings import Settings
+from settings import Settings, stored_admin_key
 from systems.registry import build_systems
 
 
@@ -73,6 +73,66 @@ def test_admin_key_is_generated_once_and_kept_private(tmp_path: Path) -> None:
     assert (
         admin_key(Settings(data_dir=tmp_path, admin_key="given-" + "k" * 30)) == "given-" + "k" * 30
     )
+
+
+def test_a_standalone_api_honours_the_admin_key_make_run_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert stored_admin_key(Settings(data_dir=tmp_path)) is None  # nothing is generated
+    kept = admin_key(Settings(data_dir=tmp_path))
+    served: list[Settings] = []
+    monkeypatch.setattr("uvicorn.run", lambda app, **_: None)
+    monkeypatch.setattr("api.app.app_from_settings", lambda s: served.append(s))
+    monkeypatch.setenv("O2C_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("O2C_ADMIN_KEY", raising=False)
+    assert cli.main(["api"]) == 0
+    assert [s.admin_key for s in served] == [kept]
+    given = "given-" + "k" * 30
+    assert stored_admin_key(Settings(data_dir=tmp_path, admin_key=given)) == given
+
+
+def test_an_unusable_data_folder_is_named_by_its_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    occupied = tmp_path / "a-file"
+    occupied.write_text("not a folder")
+    monkeypatch.setenv("O2C_DATA_DIR", str(occupied / "o2c"))
+    monkeypatch.delenv("O2C_DATABASE_URL", raising=False)
+    assert cli.main(["seed"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"o2c: O2C_DATA_DIR={occupied / 'o2c'}: the data folder is unusable")
+    assert "\n" not in err
+
+
+def test_ctrl_c_in_a_one_off_command_ends_it_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(_: Settings) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_seed", interrupted)
+    assert cli.main(["seed"]) == 130
+    assert capsys.readouterr().err == "o2c: interrupted\n"
+
+
+def test_every_command_explains_itself_and_the_settings_it_reads(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    expected = {
+        "dev": "O2C_DATA_DIR",
+        "worker": "O2C_TEMPORAL_ADDRESS",
+        "api": "O2C_ADMIN_KEY",
+        "seed": "O2C_DATABASE_URL",
+        "smtp-sink": "O2C_SMTP_SINK_PORT",
+    }
+    for command, setting in expected.items():
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        shown = " ".join(capsys.readouterr().out.split())
+        assert setting in shown and "the README lists them all" in shown, command
+    with pytest.raises(SystemExit):
+        cli.main(["keys", "create", "--help"])
+    assert "last line of standard output" in " ".join(capsys.readouterr().out.split())
 
 
 async def test_a_worker_stops_on_the_first_signal_and_exits_at_once_on_the_second(
