@@ -160,8 +160,8 @@ class CreditMixin(ErpBase):
                 account.open_ar, amount, view.customer.credit_limit, account.open_orders
             )
             existing = s.get(CreditCommitmentRow, key)
-            if existing is not None:
-                committed = existing.status == "active"
+            if existing is not None:  # committed before (a retry): the same answer
+                committed = True
             elif decision.approved or force:
                 s.add(
                     CreditCommitmentRow(

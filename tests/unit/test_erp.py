@@ -419,12 +419,32 @@ def test_a_passing_credit_check_commits_the_order_until_it_is_invoiced(erp: Embe
     # A voided invoice no longer consumes the commitment.
     erp.void_invoice("void", inv.id)
     assert erp.credit_view(c.id, day).account.open_orders == D("150.00")
-    erp.release_credit("o1:credit")
-    erp.release_credit("o1:credit")  # released once, however often asked
-    erp.release_credit("never-made")  # a skipped check made none: nothing to release
+    # Invoiced in full, the commitment is settled: checks no longer read it.
+    rest = draft(c.id, total="150.00").model_copy(update={"order_id": "ord_1"})
+    erp.issue_invoice("ord_1:rest", rest)
+    assert _commitment_status(erp, "o1:credit") == "invoiced"
     account = erp.credit_view(c.id, day).account
-    assert (account.open_orders, account.credit_available) == (D(0), D("200.00"))
-    assert erp.commit_credit("o2:credit", c.id, "ord_2", D("100.00"), "EUR", day).committed
+    assert (account.open_ar, account.open_orders) == (D("250.00"), D(0))
+    # A retry of the check that committed it answers the same, whatever became of it.
+    assert erp.commit_credit("o1:credit", c.id, "ord_1", D("150.00"), "EUR", day).committed
+    erp.release_credit("o1:credit")  # settled: a release changes nothing
+    assert _commitment_status(erp, "o1:credit") == "invoiced"
+    assert not erp.commit_credit("o2:credit", c.id, "ord_2", D("100.00"), "EUR", day).committed
+    assert erp.commit_credit("o2:credit", c.id, "ord_2", D("50.00"), "EUR", day).committed
+    erp.release_credit("o2:credit")
+    erp.release_credit("o2:credit")  # released once, however often asked
+    erp.release_credit("never-made")  # a skipped check made none: nothing to release
+    assert _commitment_status(erp, "o2:credit") == "released"
+    account = erp.credit_view(c.id, day).account
+    assert (account.open_orders, account.credit_available) == (D(0), D("50.00"))
+
+
+def _commitment_status(erp: EmbeddedErp, key: str) -> str:
+    with erp._engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT status FROM erp_credit_commitments WHERE key = :key"), {"key": key}
+        )
+        return str(found.scalar_one())
 
 
 def test_a_released_hold_commits_whatever_the_position(erp: EmbeddedErp) -> None:
