@@ -19,13 +19,13 @@ from api.routes.customers import customer_today
 from domain.errors import Conflict, InvalidInput, NotFound
 from settings import Settings
 from systems.ports import Erp
-from systems.quoting import PricedRequest, credit_snapshot, price_request
+from systems.quoting import PricedRequest, price_request
 from telemetry import tag_log
-from workflows.contracts.activities import CustomerSnapshot
 from workflows.contracts.common import ClockAdvance, ClockRef
 from workflows.contracts.quote_to_order import (
     LineRequest,
     Order,
+    PaymentTerms,
     Quote,
     QuoteToOrderInput,
     order_process_id,
@@ -72,18 +72,21 @@ def _price_order(
     lines: list[LineRequest],
     approval: Decimal,
     partner_id: str | None,
-) -> tuple[PricedRequest, datetime, ClockRef | None, CustomerSnapshot]:
+    payment: PaymentTerms,
+) -> tuple[PricedRequest, datetime, ClockRef | None]:
     priced, now, clock = _price(erp, customer_id, lines, Decimal(0), approval, partner_id)
-    return priced, now, clock, credit_snapshot(erp, priced.customer.id, now.date())
+    if payment == "card_on_file":
+        require_card(erp, priced.customer.id)
+    return priced, now, clock
 
 
-def require_card(credit: CustomerSnapshot) -> None:
+def require_card(erp: Erp, customer_id: str) -> None:
     """Refuse paying by card for a customer with no card on file (422 at the ``payment``
     field), instead of an order whose charge can only fail."""
-    if not credit.has_payment_method:
+    if not erp.has_payment_method(customer_id):
         raise InvalidInput(
-            f"customer {credit.customer_id} has no card on file: add one "
-            f"(POST /v1/customers/{credit.customer_id}/payment-methods) or pay by invoice",
+            f"customer {customer_id} has no card on file: add one "
+            f"(POST /v1/customers/{customer_id}/payment-methods) or pay by invoice",
             loc=("body", "payment"),
         )
 
@@ -92,17 +95,14 @@ async def require_card_for_quote(erp: Erp, quote_id: str) -> None:
     """``require_card`` for the customer of a quote (its read model names it); a quote not
     known here is left for its process to answer."""
 
-    def credit() -> CustomerSnapshot | None:
+    def check() -> None:
         try:
             customer_id = str(erp.get_document("quote", quote_id)["customer_id"])
         except NotFound:
-            return None
-        today = customer_today(erp, erp.get_customer(customer_id)).date()
-        return credit_snapshot(erp, customer_id, today)
+            return
+        require_card(erp, customer_id)
 
-    found = await run_in_threadpool(credit)
-    if found is not None:
-        require_card(found)
+    await run_in_threadpool(check)
 
 
 async def price_order(
@@ -110,13 +110,13 @@ async def price_order(
     settings: Settings,
     customer_id: str,
     lines: list[LineRequest],
+    payment: PaymentTerms,
     partner_id: str | None = None,
-) -> tuple[PricedRequest, datetime, ClockRef | None, CustomerSnapshot]:
-    """Price an order placed directly, and read its customer's credit position (whether a
-    card is on file) at the moment it is placed (one trip to a thread). The process checks
-    and commits the credit itself."""
+) -> tuple[PricedRequest, datetime, ClockRef | None]:
+    """Price an order placed directly and, paying by card, check a card is on file (one
+    trip to a thread). The process checks and commits the credit itself."""
     return await run_in_threadpool(
-        _price_order, erp, customer_id, lines, settings.approval_discount, partner_id
+        _price_order, erp, customer_id, lines, settings.approval_discount, partner_id, payment
     )
 
 

@@ -1,11 +1,11 @@
 """Benchmark: the embedded ERP's share of one order, call by call, single-threaded.
 
-Runs the ERP calls a service-only order paid by card makes (credit position, credit
-commitment, sales order,
-read-model writes, recipient, invoice, the charge's reads, the sandbox gateway's charge,
-the payment) against a fresh SQLite database or ``--url``, and prints the CPU time each
-costs per order. The end-to-end benchmark (``bench.orders``) shows what they cost inside
-a loaded worker; this one isolates them, so a change to the ERP can be judged alone.
+Runs the ERP calls a service-only order paid by card makes (card on file, credit
+commitment, sales order, read-model writes, recipient, invoice, the charge's reads, the
+sandbox gateway's charge, the payment) against a fresh SQLite database or ``--url``, and
+prints the CPU time each costs per order. The end-to-end benchmark (``bench.orders``) shows
+what they cost inside a loaded worker; this one isolates them, so a change to the ERP can
+be judged alone.
 
     python -m bench.erp [--orders 300] [--url postgresql+psycopg://…]
 """
@@ -50,7 +50,7 @@ def one_order(erp: EmbeddedErp, gateway: SandboxGateway, cid: str, t: Timings) -
     key = uuid.uuid4().hex
     order_id = f"ord_{key}"
     t("read model (x3)", partial(erp.save_document, only_new=True), "order", order_id, cid, DOC)
-    t("credit read (API)", erp.credit_view, cid, DAY)
+    t("card on file (API)", erp.has_payment_method, cid)
     commit = partial(erp.commit_credit, f"{key}:credit", cid, order_id, Decimal("11.90"))
     t("credit commitment", commit, "EUR", DAY)
     t("sales order", erp.create_sales_order, f"{key}:so", order_id, cid, Decimal("11.90"), "EUR")

@@ -30,11 +30,9 @@ async def create(body: OrderCreate, request: Request, who: ClientRole, state: St
     erp, settings = state.systems.erp, state.settings
 
     async def start(make_id: Callable[[str], str]) -> Order:
-        priced, now, clock, credit = await process.price_order(
-            erp, settings, body.customer_id, body.lines, body.partner_id
+        priced, now, clock = await process.price_order(
+            erp, settings, body.customer_id, body.lines, body.payment, body.partner_id
         )
-        if body.payment == "card_on_file":
-            process.require_card(credit)
         inp = process_input(
             priced,
             quote_id=None,

@@ -50,6 +50,12 @@ _CUSTOMERS = CustomerRow.__table__  # type: ignore[attr-defined]
 _CUSTOMER = select(_CUSTOMERS).where(_CUSTOMERS.c.id == bindparam("customer_id"))
 
 
+_METHODS = PaymentMethodRow.__table__  # type: ignore[attr-defined]
+HAS_METHOD = (
+    select(_METHODS.c.id).where(_METHODS.c.customer_id == bindparam("customer_id")).limit(1)
+)
+
+
 def read_customer(conn: Connection, customer_id: str) -> Customer:
     row = conn.execute(_CUSTOMER, {"customer_id": customer_id}).mappings().first()
     if row is None:
@@ -104,6 +110,11 @@ class CatalogMixin(ErpBase):
     def get_customer(self, customer_id: str) -> Customer:
         with read_connection(self._engine) as conn:
             return read_customer(conn, customer_id)
+
+    def has_payment_method(self, customer_id: str) -> bool:
+        """Whether the customer has a card on file (one indexed read)."""
+        with read_connection(self._engine) as conn:
+            return conn.execute(HAS_METHOD, {"customer_id": customer_id}).first() is not None
 
     def list_customers(self, limit: int, cursor: str | None) -> Page[Customer]:
         with unit_of_work(self._engine, read=True) as s:

@@ -21,13 +21,12 @@ from domain.credit import check_credit
 from domain.errors import CurrencyMismatch
 from domain.money import quantize
 from systems.db import read_connection, unit_of_work
-from systems.erp.catalog import read_customer
+from systems.erp.catalog import HAS_METHOD, read_customer
 from systems.erp.common import ErpBase, exact, require
-from systems.erp.tables import CreditCommitmentRow, CustomerRow, InvoiceRow, PaymentMethodRow
+from systems.erp.tables import CreditCommitmentRow, CustomerRow, InvoiceRow
 from systems.records import Account, CreditCommitment, CreditView, Customer
 
 _INVOICES = InvoiceRow.__table__  # type: ignore[attr-defined]
-_METHODS = PaymentMethodRow.__table__  # type: ignore[attr-defined]
 _COMMITMENTS = CreditCommitmentRow.__table__  # type: ignore[attr-defined]
 # The hot reads of every credit check as prebuilt Core statements (no ORM objects).
 _OPEN_INVOICES = select(
@@ -50,9 +49,6 @@ _COMMITTED = (
     .where(
         _COMMITMENTS.c.customer_id == bindparam("customer_id"), _COMMITMENTS.c.status == "active"
     )
-)
-_HAS_METHOD = (
-    select(_METHODS.c.id).where(_METHODS.c.customer_id == bindparam("customer_id")).limit(1)
 )
 
 
@@ -93,7 +89,7 @@ def _account(conn: Connection, c: Customer, as_of: date, leave_out: str | None =
 
 def _view(conn: Connection, customer_id: str, as_of: date, leave_out: str | None) -> CreditView:
     c = read_customer(conn, customer_id)
-    has_method = conn.execute(_HAS_METHOD, {"customer_id": customer_id}).first()
+    has_method = conn.execute(HAS_METHOD, {"customer_id": customer_id}).first()
     return CreditView(
         customer=c,
         account=_account(conn, c, as_of, leave_out),

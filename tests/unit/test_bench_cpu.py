@@ -42,7 +42,7 @@ def test_erp_bench_times_every_call_of_an_order(tmp_path: Path) -> None:
 
     per_call = erp.run(f"sqlite:///{tmp_path / 'erp.db'}", orders=3)
     assert set(per_call) == {
-        "credit read (API)",
+        "card on file (API)",
         "credit commitment",
         "sales order",
         "read model (x3)",
