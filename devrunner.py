@@ -11,6 +11,7 @@ starts.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -23,8 +24,10 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+from temporalio.client import Client
+from temporalio.service import RPCError
 
-from clients import SEARCH_ATTRIBUTES
+from clients import SEARCH_ATTRIBUTES, temporal_access
 from settings import Settings, generate_admin_key, stored_admin_key
 
 SA_TYPES = {1: "Text", 2: "Keyword", 3: "Int", 4: "Double", 5: "Bool", 6: "Datetime"}
@@ -167,6 +170,33 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
         ) from None
 
 
+def check_temporal(settings: Settings, timeout: float = 10.0) -> None:
+    """Fail fast, in one line, when ``O2C_TEMPORAL_ADDRESS`` answers but is no Temporal
+    frontend (or refuses o2c's access) — before the workers each find out slowly."""
+    address = settings.temporal_address or ""
+
+    async def probe() -> None:
+        access = temporal_access(settings)
+        await asyncio.wait_for(
+            Client.connect(
+                address,
+                namespace=settings.temporal_namespace,
+                tls=access.tls,
+                api_key=access.api_key,
+            ),
+            timeout,
+        )
+
+    try:
+        asyncio.run(probe())
+    except (TimeoutError, RuntimeError, RPCError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise RuntimeError(
+            f"O2C_TEMPORAL_ADDRESS {address} answers but not as a Temporal frontend "
+            f"({reason[:200]}): point it at Temporal's gRPC port (7233 by default)"
+        ) from None
+
+
 def api_base(settings: Settings) -> str:
     """Where the API answers: its bind address, or the loopback for a wildcard one."""
     host = settings.api_host
@@ -215,6 +245,7 @@ def start(stack: Stack, key: str) -> None:
         check_free(host, port, setting)
     if s.temporal_address:
         check_reachable(s.temporal_address)
+        check_temporal(s)
     else:
         stack.spawn("temporal", temporal_command(s), env)
         wait_port(s.temporal_port, stack)

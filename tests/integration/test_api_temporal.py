@@ -16,6 +16,8 @@ import cli
 from api.app import create_app
 from api.deps import TemporalProvider
 from clients import SEARCH_ATTRIBUTES
+from devrunner import check_temporal
+from settings import Settings
 from systems.registry import build_systems
 from tests.integration.conftest import ADMIN_KEY, integration_settings, service_order
 
@@ -79,6 +81,13 @@ def test_a_namespace_that_does_not_exist_makes_the_api_not_ready(
         r = api.get("/readyz")
         assert r.status_code == 503
         assert r.json()["temporal"].startswith("unavailable")
+
+
+def test_a_temporal_address_of_a_real_frontend_passes_the_start_up_probe(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    target = dev_env.client.service_client.config.target_host
+    check_temporal(Settings(data_dir=tmp_path, temporal_address=target))  # no refusal
 
 
 def test_a_worker_set_to_a_namespace_that_does_not_exist_says_so_in_one_line(

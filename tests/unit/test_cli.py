@@ -29,6 +29,7 @@ from devrunner import (
     banner,
     check_free,
     check_reachable,
+    check_temporal,
     start,
     temporal_command,
     wait_port,
@@ -219,6 +220,27 @@ def test_the_dev_stack_refuses_taken_ports_and_a_silent_temporal_before_starting
     with pytest.raises(RuntimeError, match="O2C_TEMPORAL_ADDRESS 127.0.0.1:1 does not answer"):
         check_reachable("127.0.0.1:1")
     assert time.monotonic() - started < 5
+
+
+def test_a_temporal_address_that_answers_as_something_else_is_refused_at_once(
+    tmp_path: Path,
+) -> None:
+    import http.server
+    import threading
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"127.0.0.1:{server.server_address[1]}"
+    try:
+        started = time.monotonic()
+        with pytest.raises(RuntimeError) as refused:
+            check_temporal(Settings(data_dir=tmp_path, temporal_address=address))
+        assert time.monotonic() - started < 10
+    finally:
+        server.shutdown()
+    message = str(refused.value)
+    assert message.startswith(f"O2C_TEMPORAL_ADDRESS {address} answers but not as a Temporal")
+    assert "\n" not in message
 
 
 def test_a_stop_asked_for_while_the_stack_starts_ends_the_wait(tmp_path: Path) -> None:
