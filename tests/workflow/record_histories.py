@@ -40,6 +40,7 @@ from workflows.contracts.quote_to_order import (
     CancelRequest,
     NoteRequest,
     Order,
+    PaymentTerms,
     ShipmentEventUpdate,
 )
 
@@ -147,14 +148,21 @@ async def _backordered_order(h: Harness, cid: str) -> WorkflowHistory:
     return await handle.fetch_history()
 
 
-async def _cancelled_card_order(h: Harness, cid: str) -> WorkflowHistory:
-    """A paid card order cancelled while it waits for the carrier: compensation refunds."""
+async def _cancelled_while_fulfilling(
+    h: Harness, cid: str, payment: PaymentTerms, reason: str
+) -> WorkflowHistory:
+    """A service and a widget ordered, then cancelled while waiting for the carrier."""
     lines = [{"sku": "SETUP", "quantity": 1}, {"sku": "WIDGET-1", "quantity": 1}]
-    handle = await h.start(await h.input(cid, lines, quote=False, payment="card_on_file"))
+    handle = await h.start(await h.input(cid, lines, quote=False, payment=payment))
     await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
-    await h.update_accepted(handle, "cancel", CancelRequest(reason="duplicate"))
+    await h.update_accepted(handle, "cancel", CancelRequest(reason=reason))
     await handle.result()
     return await handle.fetch_history()
+
+
+async def _cancelled_card_order(h: Harness, cid: str) -> WorkflowHistory:
+    """A paid card order cancelled while it waits for the carrier: compensation refunds."""
+    return await _cancelled_while_fulfilling(h, cid, "card_on_file", "duplicate")
 
 
 async def _skipped_charge(h: Harness, cid: str) -> WorkflowHistory:
@@ -228,12 +236,7 @@ async def _credit_held_then_released(h: Harness, _cid: str) -> WorkflowHistory:
 
 async def _credit_given_back_on_cancel(h: Harness, cid: str) -> WorkflowHistory:
     """A committed order cancelled while fulfilling: its compensation releases the credit."""
-    lines = [{"sku": "SETUP", "quantity": 1}, {"sku": "WIDGET-1", "quantity": 1}]
-    handle = await h.start(await h.input(cid, lines, quote=False, payment="invoice"))
-    await h.until(handle, "order", Order, lambda o: o.status == "fulfilling")
-    await h.update_accepted(handle, "cancel", CancelRequest(reason="changed plans"))
-    await handle.result()
-    return await handle.fetch_history()
+    return await _cancelled_while_fulfilling(h, cid, "invoice", "changed plans")
 
 
 async def _cancel_wakes_backorder(h: Harness, cid: str) -> WorkflowHistory:
