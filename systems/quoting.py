@@ -102,6 +102,7 @@ def process_input(
         payment=payment,
         clock=clock,
         commit_credit=True,
+        first_attempt_alone=True,
     )
 
 

@@ -89,8 +89,9 @@ STEP_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=20),
     maximum_attempts=5,
 )
-# A step runs its first attempt alone: if it fails, the process shows the step retrying
-# (its view saved with the error) before the attempts left run, backing off as above.
+# A step runs its first attempt alone (in processes whose starter asks for it): if it
+# fails, the process shows the step retrying (its view saved with the error) before the
+# attempts left run, backing off as above.
 FIRST_ATTEMPT = RetryPolicy(maximum_attempts=1)
 RETRIES_LEFT = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -98,7 +99,6 @@ RETRIES_LEFT = RetryPolicy(
     maximum_interval=timedelta(seconds=20),
     maximum_attempts=4,
 )
-SHOW_RETRYING = "show-retrying-step"
 # In-process ERP calls answer in milliseconds; network calls get more room (a "slow"
 # sandbox system answers after 2 s).
 LOCAL_TIMEOUT = timedelta(seconds=10)
@@ -152,8 +152,18 @@ class OperableWorkflow:
 
     process_type: ClassVar[ProcessType]
 
-    def _init_operable(self, process_id: str, customer_id: str, clock: ClockRef | None) -> None:
+    def _init_operable(
+        self,
+        process_id: str,
+        customer_id: str,
+        clock: ClockRef | None,
+        first_attempt_alone: bool = False,
+    ) -> None:
+        """``first_attempt_alone``: the process runs each step's first attempt alone (see
+        ``step``); its starter says so, so executions from before keep one schedule per
+        step for all their life."""
         self.process_id = process_id
+        self._first = FIRST_ATTEMPT if first_attempt_alone else STEP_RETRY
         self.customer_id = customer_id
         self.clock = ProcessClock(clock)
         self.steps: list[Step] = []
@@ -216,7 +226,7 @@ class OperableWorkflow:
         else:
             entry = again
             entry.status, entry.error, entry.finished_at = "running", None, None
-        policy = FIRST_ATTEMPT
+        policy = self._first
         while True:
             try:
                 result = await self._execute(fn, arg, result_type, local, policy)
@@ -234,23 +244,20 @@ class OperableWorkflow:
                     message = f"{cause.type}: {cause.message}"
                 else:
                     message = f"{type(cause).__name__}: {cause}"
-                if policy is FIRST_ATTEMPT and retryable and workflow.patched(SHOW_RETRYING):
+                if policy is FIRST_ATTEMPT and retryable:
                     # The first attempt failed: the process shows the step retrying, with
-                    # its error, before the attempts left run (histories from before this
-                    # ran all attempts in one schedule).
+                    # its error, before the attempts left run.
                     entry.attempts += 1
                     entry.error = message
                     await self._on_progress()
                     policy = RETRIES_LEFT
                     continue
-                # A first attempt that ends here ran alone only if it was refused for good;
-                # in a history from before, its schedule ran every attempt.
                 whole = RETRIES_LEFT if policy is RETRIES_LEFT else STEP_RETRY
                 attempts = whole.maximum_attempts if retryable else 1
                 self._finish(entry, "failed", attempts, message)
                 action = await self._await_operator(entry, result_type)
                 if action.action == "retry":
-                    policy = FIRST_ATTEMPT
+                    policy = self._first
                     continue
                 return result_type.model_validate(action.result or {})
             self._finish(entry, "done", result.attempt, None)

@@ -104,7 +104,7 @@ class QuoteToOrderWorkflow(OperableWorkflow):
 
     @workflow.init
     def __init__(self, inp: QuoteToOrderInput) -> None:
-        self._init_operable(inp.process_id, inp.customer_id, inp.clock)
+        self._init_operable(inp.process_id, inp.customer_id, inp.clock, inp.first_attempt_alone)
         self.inp = inp
         self.quote: Quote | None = initial_quote(inp) if inp.quote_id else None
         self.order: Order | None = None
@@ -359,19 +359,25 @@ class QuoteToOrderWorkflow(OperableWorkflow):
         """Check the order against open AR and the customer's other open orders, and commit
         its total, in one ERP step: orders checked at once cannot all take the same credit.
         Held, it waits for an operator's release (which commits it regardless) or a cancel."""
+        # The release is due from before the step: an attempt may commit and lose its
+        # answer, and the order then be aborted (releasing what was never made is a no-op).
+        undo: Compensation = ("check_credit", self._release_credit)
+        self._undo.append(undo)
         check = await self.step(
             "check_credit", ErpActivities.commit_credit, self._credit_input(), CreditCheck
         )
         self._customer = check
-        step = "check_credit"
         if not check.committed:
+            self._undo.remove(undo)  # held: nothing was committed
             await self._hold(check.reason or "over the credit limit")
-            step = "commit_credit"
+            self._undo.append(("commit_credit", self._release_credit))
             await self.step(
-                step, ErpActivities.commit_credit, self._credit_input(force=True), CreditCheck
+                "commit_credit",
+                ErpActivities.commit_credit,
+                self._credit_input(force=True),
+                CreditCheck,
             )
         self._credit_key = self._key("credit")
-        self._undo.append((step, self._release_credit))
 
     def _credit_input(self, force: bool = False) -> CreditInput:
         assert self.order is not None

@@ -67,38 +67,39 @@ class StockMixin(ErpBase):
             s.add(ReservationRow(key=key, order_id=order_id, lines=dict(lines)))
 
     def _settle(self, key: str, to: str) -> list[str]:
-        """Release or commit an active reservation; released, the processes waiting for its
-        SKUs are taken off the wait list in the same transaction and returned."""
+        """Release or commit an active reservation. Released (now or before), the processes
+        waiting for its SKUs are returned, and stay on the wait list: a repeat of the call
+        (its answer lost) names them again, and no later restock misses them."""
         with unit_of_work(self._engine) as s:
             res = s.get(ReservationRow, key, with_for_update=True)
-            if res is None or res.status != "active":
+            if res is None or res.status not in ("active", to):
                 return []
             skus = sorted(res.lines or {})
-            for sku in skus:
-                row = require(s, StockRow, sku, "inventory", lock=True)
-                q = (res.lines or {})[sku]
-                row.reserved -= q
-                if to == "committed":
-                    row.on_hand -= q
-                s.add(row)
-            res.status = to
-            s.add(res)
+            if res.status == "active":
+                for sku in skus:
+                    row = require(s, StockRow, sku, "inventory", lock=True)
+                    q = (res.lines or {})[sku]
+                    row.reserved -= q
+                    if to == "committed":
+                        row.on_hand -= q
+                    s.add(row)
+                res.status = to
+                s.add(res)
             if to != "released":
                 return []
-            taken = delete(_BACKORDERS).where(_BACKORDERS.c.sku.in_(skus))
-            rows = s.connection().execute(
-                taken.returning(_BACKORDERS.c.id, _BACKORDERS.c.process_id)
+            waiting = select(_BACKORDERS.c.id, _BACKORDERS.c.process_id).where(
+                _BACKORDERS.c.sku.in_(skus)
             )
             woken: list[str] = []
-            for _, process_id in sorted(rows):
+            for _, process_id in sorted(s.connection().execute(waiting)):
                 if process_id not in woken:
                     woken.append(process_id)
             return woken
 
     def release(self, key: str) -> list[str]:
-        """Free an active reservation (no-op when released, committed or unknown). Returns
-        the processes that waited for its SKUs, taken off the wait list: the stock freed
-        may be theirs, so the caller wakes them."""
+        """Free an active reservation (no-op when committed or unknown). Returns the
+        processes waiting for its SKUs, which the caller wakes: the stock freed may be
+        theirs. They stay on the wait list (a woken process registers again anyway)."""
         return self._settle(key, "released")
 
     def commit_reservation(

@@ -88,7 +88,7 @@ class ReservationRow(SQLModel, table=True):
     __tablename__ = "erp_reservations"
     key: str = Field(primary_key=True)
     order_id: str
-    status: str = Field(default="active", index=True)  # active | invoiced | released | committed
+    status: str = "active"  # active | released | committed
     lines: dict[str, int] = json_col()
     created_at: datetime = stamp()
 

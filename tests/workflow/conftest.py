@@ -101,7 +101,8 @@ class Harness:
         if not credit:
             return inp
         snapshot = credit_snapshot(self.erp, customer_id, created_at.date())
-        return inp.model_copy(update={"credit": snapshot, "commit_credit": False})
+        legacy = {"credit": snapshot, "commit_credit": False, "first_attempt_alone": False}
+        return inp.model_copy(update=legacy)
 
     async def start(self, inp: QuoteToOrderInput) -> WorkflowHandle[Any, Any]:
         return await self.env.client.start_workflow(

@@ -292,6 +292,29 @@ async def test_orders_checked_at_once_never_share_the_last_credit(h: Harness) ->
     assert sorted(ended) == ["cancelled"] * 3 + ["completed"] * 2
 
 
+async def test_an_aborted_credit_check_gives_back_what_a_lost_attempt_committed(
+    h: Harness,
+) -> None:
+    """An attempt committed and lost its answer; the ones after failed and an operator
+    aborts: the compensation still releases the commitment."""
+    cid = await card_customer(h)
+    inp = await h.input(cid, SETUP, quote=False, payment="invoice")
+    lost = h.erp.commit_credit(
+        f"{inp.process_id}:credit", cid, inp.order_id, inp.totals.total, "EUR", START.date()
+    )
+    assert lost.committed
+    h.set_fault("erp", "down")
+    handle = await h.start(inp)
+    await h.env.sleep(timedelta(minutes=2))
+    await h.until(handle, "order", Order, lambda o: o.status == "needs_attention")
+    h.set_fault("erp", "ok")
+    await h.update_accepted(handle, "abort", AbortRequest(reason="checked by hand: no"))
+    result = (await handle.result()).order
+    assert result is not None and result.status == "cancelled"
+    assert [(s.name, s.status) for s in result.steps][-1] == ("release_credit", "done")
+    assert h.erp.credit_view(cid, START.date()).account.open_orders == Decimal(0)
+
+
 async def test_a_skipped_credit_check_commits_nothing_and_takes_only_the_terms(
     h: Harness,
 ) -> None:

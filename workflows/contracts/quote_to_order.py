@@ -191,6 +191,9 @@ class QuoteToOrderInput(BaseModel):
     # in one ERP step (starters set it; False in histories from before commitments, whose
     # processes check as they did).
     commit_credit: bool = False
+    # Each step's first attempt runs alone, so a failure shows in the view before the
+    # retries (starters set it; False in histories from before: one schedule per step).
+    first_attempt_alone: bool = False
     # Set only in histories of orders placed directly before credit was committed by the
     # process: the credit position the starter read at placement, which the check decided
     # on. Starters now leave it None; the process checks and commits in one ERP step.
