@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from domain.errors import Conflict, InvalidInput, OutOfStock
 from systems.db import unit_of_work, write_connection
@@ -66,29 +66,31 @@ class StockMixin(ErpBase):
                 s.add(rows[sku])
             s.add(ReservationRow(key=key, order_id=order_id, lines=dict(lines)))
 
-    def _settle(self, key: str, to: str) -> list[str]:
-        """Release or commit an active reservation. Released (now or before), the processes
-        waiting for its SKUs are returned, and stay on the wait list: a repeat of the call
-        (its answer lost) names them again, and no later restock misses them."""
+    @staticmethod
+    def _settle(s: Session, res: ReservationRow, to: str) -> None:
+        """Turn an active reservation ``released`` or ``committed`` (the goods left)."""
+        for sku, q in sorted((res.lines or {}).items()):
+            row = require(s, StockRow, sku, "inventory", lock=True)
+            row.reserved -= q
+            if to == "committed":
+                row.on_hand -= q
+            s.add(row)
+        res.status = to
+        s.add(res)
+
+    def release(self, key: str) -> list[str]:
+        """Free an active reservation (no-op when committed or unknown). Returns the
+        processes waiting for its SKUs (released now or before, so a repeat whose answer was
+        lost names them again), which the caller wakes: the stock freed may be theirs. They
+        stay on the wait list (a woken process registers again anyway)."""
         with unit_of_work(self._engine) as s:
             res = s.get(ReservationRow, key, with_for_update=True)
-            if res is None or res.status not in ("active", to):
+            if res is None or res.status == "committed":
                 return []
-            skus = sorted(res.lines or {})
             if res.status == "active":
-                for sku in skus:
-                    row = require(s, StockRow, sku, "inventory", lock=True)
-                    q = (res.lines or {})[sku]
-                    row.reserved -= q
-                    if to == "committed":
-                        row.on_hand -= q
-                    s.add(row)
-                res.status = to
-                s.add(res)
-            if to != "released":
-                return []
+                self._settle(s, res, "released")
             waiting = select(_BACKORDERS.c.id, _BACKORDERS.c.process_id).where(
-                _BACKORDERS.c.sku.in_(skus)
+                _BACKORDERS.c.sku.in_(sorted(res.lines or {}))
             )
             woken: list[str] = []
             for _, process_id in sorted(s.connection().execute(waiting)):
@@ -96,43 +98,39 @@ class StockMixin(ErpBase):
                     woken.append(process_id)
             return woken
 
-    def release(self, key: str) -> list[str]:
-        """Free an active reservation (no-op when committed or unknown). Returns the
-        processes waiting for its SKUs, which the caller wakes: the stock freed may be
-        theirs. They stay on the wait list (a woken process registers again anyway)."""
-        return self._settle(key, "released")
-
     def commit_reservation(
         self, key: str, lines: dict[str, int] | None = None, order_id: str = ""
     ) -> None:
         """The goods left: deduct the reserved units from stock on hand, once.
 
         With no reservation under ``key`` (an operator skipped the reservation step), the
-        shipped ``lines`` are deducted from the stock not reserved for others, and recorded
-        under the key so a repeat deducts nothing more; more than that stock is a
-        ``Conflict`` (correct the count first)."""
-        if not lines:
-            self._settle(key, "committed")
-            return
-        if any(q <= 0 for q in lines.values()):
+        shipped ``lines`` are deducted from the stock not reserved for others and recorded
+        under the key, so a repeat (or a concurrent twin, whose insert of the key fails)
+        deducts nothing more; more than that stock is a ``Conflict`` (correct the count
+        first)."""
+        if lines and any(q <= 0 for q in lines.values()):
             raise InvalidInput("shipped quantities must be positive")
         with unit_of_work(self._engine) as s:
-            rows = {sku: require(s, StockRow, sku, "inventory", lock=True) for sku in sorted(lines)}
-            if s.get(ReservationRow, key) is None:
-                short = {
-                    sku: q - (row.on_hand - row.reserved)
-                    for sku, q in lines.items()
-                    if (row := rows[sku]).on_hand - row.reserved < q
-                }
-                if short:
-                    named = ", ".join(f"{sku} short by {n}" for sku, n in sorted(short.items()))
-                    raise Conflict(f"shipped without a reservation, beyond the stock: {named}")
-                for sku, q in lines.items():
-                    rows[sku].on_hand -= q
-                    s.add(rows[sku])
-                s.add(ReservationRow(key=key, order_id=order_id, status="committed", lines=lines))
+            res = s.get(ReservationRow, key, with_for_update=True)
+            if res is not None:
+                if res.status == "active":
+                    self._settle(s, res, "committed")
                 return
-        self._settle(key, "committed")
+            if not lines:
+                return
+            rows = {sku: require(s, StockRow, sku, "inventory", lock=True) for sku in sorted(lines)}
+            short = {
+                sku: q - (row.on_hand - row.reserved)
+                for sku, q in lines.items()
+                if (row := rows[sku]).on_hand - row.reserved < q
+            }
+            if short:
+                named = ", ".join(f"{sku} short by {n}" for sku, n in sorted(short.items()))
+                raise Conflict(f"shipped without a reservation, beyond the stock: {named}")
+            for sku, q in lines.items():
+                rows[sku].on_hand -= q
+                s.add(rows[sku])
+            s.add(ReservationRow(key=key, order_id=order_id, status="committed", lines=lines))
 
     def add_backorder(self, process_id: str, skus: list[str]) -> None:
         for sku in skus:

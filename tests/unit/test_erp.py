@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from domain.errors import (
     Conflict,
@@ -481,6 +482,15 @@ def test_concurrent_credit_checks_never_commit_past_the_limit(erp: EmbeddedErp) 
     assert sorted(outcomes) == [False, False, False, True, True]
     account = erp.credit_view(c.id, day).account
     assert (account.open_orders, account.credit_available) == (D("100.00"), D(0))
+
+
+def test_concurrent_shipments_without_a_reservation_deduct_once(erp: EmbeddedErp) -> None:
+    catalog(erp)  # WIDGET-1: 10 on hand
+    ran, lost = _race(4, lambda i: erp.commit_reservation("ship", {"WIDGET-1": 3}, "ord_1"))
+    # A twin that lost the race on the key fails (its step retries, and finds it done).
+    assert ran >= 1 and all(isinstance(e, IntegrityError) for e in lost)
+    erp.commit_reservation("ship", {"WIDGET-1": 3}, "ord_1")
+    assert erp.inventory("WIDGET-1").on_hand == 7
 
 
 def test_concurrent_payments_never_overpay_an_invoice(erp: EmbeddedErp) -> None:
